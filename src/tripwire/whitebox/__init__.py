@@ -1,0 +1,57 @@
+"""Look inside: capture activations, fit honest detectors, concept vectors, steering."""
+
+from tripwire.whitebox.capture import Activations, capture
+from tripwire.whitebox.concepts import ConceptEval, ConceptVector, extract_concepts, trace
+from tripwire.whitebox.detectors import (
+    DETECTORS,
+    Detector,
+    DiffMeans,
+    LATProbe,
+    LayerEnsemble,
+    LogisticProbe,
+    make_detector,
+)
+from tripwire.whitebox.generation import generate
+from tripwire.whitebox.metrics import (
+    DetectionResult,
+    auroc,
+    auroc_ci,
+    evaluate_scores,
+    random_direction_auroc,
+    threshold_at_fpr,
+)
+from tripwire.whitebox.steering import (
+    ablate_everywhere,
+    export_control_vector,
+    orthogonalize,
+    read_control_vector,
+    steer,
+)
+
+__all__ = [
+    "DETECTORS",
+    "Activations",
+    "ConceptEval",
+    "ConceptVector",
+    "DetectionResult",
+    "Detector",
+    "DiffMeans",
+    "LATProbe",
+    "LayerEnsemble",
+    "LogisticProbe",
+    "ablate_everywhere",
+    "auroc",
+    "auroc_ci",
+    "capture",
+    "evaluate_scores",
+    "export_control_vector",
+    "extract_concepts",
+    "generate",
+    "make_detector",
+    "orthogonalize",
+    "random_direction_auroc",
+    "read_control_vector",
+    "steer",
+    "threshold_at_fpr",
+    "trace",
+]

@@ -1,0 +1,257 @@
+"""Concept directions from contrastive passages, honestly evaluated, and traced token by token.
+
+A concept vector is a difference of means between matched positive and negative passages,
+read as the mean residual over the passage's tokens. The layer is chosen by cross-validation
+on the training pairs only; held-out pairs then give the reported AUROC, its bootstrap CI and
+the best-of-N random-direction baseline at the same layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from tripwire._io import atomic_path, write_json
+from tripwire.errors import UsageError
+from tripwire.models.chat import Rendered
+from tripwire.models.loading import LocalModel
+from tripwire.whitebox.capture import Activations, capture
+from tripwire.whitebox.datasets import CONCEPTS, concept_pairs, neutral_prompts
+from tripwire.whitebox.detectors import DiffMeans
+from tripwire.whitebox.metrics import auroc, auroc_ci, random_direction_auroc
+
+
+@dataclass
+class ConceptVector:
+    """A unit direction per layer for one concept, with its chosen layer.
+
+    ``neutral_mean``/``neutral_std`` are the projection statistics on neutral prompts at
+    ``layer``; :meth:`zscore` uses them so traces of different concepts share one scale.
+    """
+
+    name: str
+    layer: int
+    directions: dict[int, np.ndarray]
+    neutral_mean: float = 0.0
+    neutral_std: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def direction(self) -> np.ndarray:
+        return self.directions[self.layer]
+
+    def project(self, X: np.ndarray, layer: int | None = None) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.directions[self.layer if layer is None else layer]
+
+    def zscore(self, X: np.ndarray) -> np.ndarray:
+        return (self.project(X) - self.neutral_mean) / (self.neutral_std or 1.0)
+
+    def tensor(self, layer: int | None = None) -> torch.Tensor:
+        return torch.from_numpy(self.directions[self.layer if layer is None else layer]).float()
+
+    def save(self, path: str | Path) -> None:
+        base = Path(path)
+        with atomic_path(base.with_suffix(".safetensors")) as tmp:
+            save_file({f"layer.{k}": v.astype(np.float32) for k, v in self.directions.items()}, str(tmp))
+        write_json(
+            base.with_suffix(".json"),
+            {
+                "name": self.name,
+                "layer": self.layer,
+                "neutral_mean": self.neutral_mean,
+                "neutral_std": self.neutral_std,
+                "meta": self.meta,
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConceptVector:
+        base = Path(path)
+        if not base.with_suffix(".json").is_file() or not base.with_suffix(".safetensors").is_file():
+            raise UsageError(f"no saved concept vector at {base} (.json + .safetensors)")
+        meta = json.loads(base.with_suffix(".json").read_text())
+        arrays = load_file(str(base.with_suffix(".safetensors")))
+        dirs = {int(k.split(".")[1]): v.astype(np.float64) for k, v in arrays.items()}
+        return cls(
+            name=meta["name"],
+            layer=int(meta["layer"]),
+            directions=dirs,
+            neutral_mean=float(meta["neutral_mean"]),
+            neutral_std=float(meta["neutral_std"]),
+            meta=meta.get("meta", {}),
+        )
+
+
+@dataclass
+class ConceptEval:
+    """Held-out evaluation of one concept at its CV-chosen layer."""
+
+    name: str
+    best_layer: int
+    auroc: float
+    auroc_ci: tuple[float, float]
+    random_baseline_auroc: float
+    cv_auroc: float
+    n_train_pairs: int
+    n_test_pairs: int
+    per_layer: list[dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["auroc_ci"] = list(self.auroc_ci)
+        return d
+
+
+def _cv_auroc(X: np.ndarray, pair_ids: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
+    """Mean AUROC over folds that split by pair (a pair never straddles train and test)."""
+    uniq = np.unique(pair_ids)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(uniq)
+    scores = []
+    for k in range(folds):
+        held = set(order[k::folds].tolist())
+        te = np.array([p in held for p in pair_ids])
+        det = DiffMeans().fit(X[~te], y[~te])
+        scores.append(auroc(det.score_samples(X[te]), y[te]))
+    return float(np.mean(scores))
+
+
+def fit_concept(
+    name: str,
+    acts: Activations,
+    y: np.ndarray,
+    pair_ids: np.ndarray,
+    test_mask: np.ndarray,
+    folds: int = 4,
+    n_random: int = 100,
+    seed: int = 0,
+) -> tuple[ConceptVector, ConceptEval]:
+    """Fit a concept on the training rows of ``acts`` and evaluate it on the test rows."""
+    tr = ~test_mask
+    cv = {layer: _cv_auroc(acts[layer][tr], pair_ids[tr], y[tr], folds, seed) for layer in acts.layers}
+    best = max(cv, key=lambda k: cv[k])
+    directions, per_layer = {}, []
+    for layer in acts.layers:
+        X = acts[layer]
+        det = DiffMeans().fit(X[tr], y[tr])
+        directions[layer] = det.unit_direction
+        per_layer.append(
+            {
+                "layer": layer,
+                "cv_auroc": cv[layer],
+                "test_auroc": auroc(det.score_samples(X[test_mask]), y[test_mask]),
+            }
+        )
+    Xte, yte = acts[best][test_mask], y[test_mask]
+    scores = Xte @ directions[best]
+    ev = ConceptEval(
+        name=name,
+        best_layer=best,
+        auroc=auroc(scores, yte),
+        auroc_ci=auroc_ci(scores, yte, seed=seed),
+        random_baseline_auroc=random_direction_auroc(Xte, yte, n_random, seed),
+        cv_auroc=cv[best],
+        n_train_pairs=len(np.unique(pair_ids[tr])),
+        n_test_pairs=len(np.unique(pair_ids[test_mask])),
+        per_layer=per_layer,
+    )
+    vec = ConceptVector(name=name, layer=best, directions=directions, meta={"method": "diffmeans"})
+    return vec, ev
+
+
+def extract_concepts(
+    lm: LocalModel,
+    names: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
+    test_pairs: int = 24,
+    folds: int = 4,
+    seed: int = 0,
+    batch_size: int = 32,
+    n_neutral: int = 64,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[tuple[ConceptVector, ConceptEval]]:
+    """Extract and evaluate shipped concepts on ``lm``.
+
+    Each passage is presented as a user message; the activation is the mean over its tokens.
+    ``test_pairs`` pairs per concept are held out before anything is fitted.
+    """
+    chosen = list(CONCEPTS) if names is None else list(names)
+    for name in chosen:
+        if name not in CONCEPTS:
+            raise UsageError(f"unknown concept {name!r}: choose from {', '.join(CONCEPTS)}")
+    neutral = [lm.prompt(p) for p in neutral_prompts()[:n_neutral]]
+    neutral_acts = capture(lm, neutral, layers=layers, positions="mean", batch_size=batch_size)
+    results = []
+    for k, name in enumerate(chosen):
+        pairs = concept_pairs(name)
+        if len(pairs) < test_pairs + folds * 2:
+            raise UsageError(f"concept {name!r} has {len(pairs)} pairs; need > {test_pairs + folds * 2}")
+        texts: list[Rendered] = [lm.prompt(p.positive) for p in pairs] + [
+            lm.prompt(p.negative) for p in pairs
+        ]
+        n = len(pairs)
+        y = np.r_[np.ones(n), np.zeros(n)].astype(np.int64)
+        pair_ids = np.r_[np.arange(n), np.arange(n)]
+        held = set(np.random.default_rng(seed).permutation(n)[:test_pairs].tolist())
+        test_mask = np.array([p in held for p in pair_ids])
+        acts = capture(lm, texts, layers=layers, positions="mean", batch_size=batch_size)
+        vec, ev = fit_concept(name, acts, y, pair_ids, test_mask, folds=folds, seed=seed)
+        proj = neutral_acts[vec.layer] @ vec.direction
+        vec.neutral_mean, vec.neutral_std = float(proj.mean()), float(proj.std() or 1.0)
+        vec.meta.update({"model": lm.name, "positions": "mean", "auroc": ev.auroc})
+        results.append((vec, ev))
+        if progress is not None:
+            progress(name, k + 1, len(chosen))
+    return results
+
+
+@dataclass
+class TokenTrace:
+    """Per-token z-scored projections of one text onto several concepts."""
+
+    tokens: list[str]
+    scores: dict[str, list[float]]
+    n_prompt_tokens: int
+    text: str
+
+
+def trace(
+    lm: LocalModel,
+    vectors: Sequence[ConceptVector],
+    prompt: Rendered,
+    max_new_tokens: int = 0,
+) -> TokenTrace:
+    """Trace each concept's projection over the prompt and (optionally) a greedy continuation.
+
+    The continuation is generated first; one forward pass then reads every token at each
+    concept's layer, which equals reading the residual stream step by step during generation.
+    """
+    from tripwire.whitebox.generation import generate
+
+    ids = lm.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    text = prompt.text
+    if max_new_tokens > 0:
+        text = prompt.text + generate(lm, [prompt], max_new_tokens=max_new_tokens)[0]
+    full_ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    layers = sorted({v.layer for v in vectors})
+    acts = capture(lm, [Rendered(text)], layers=layers, mask=[[True] * len(full_ids)])
+    scores = {v.name: v.zscore(acts[v.layer]).round(4).tolist() for v in vectors}
+    tokens = [lm.tokenizer.decode([t]) for t in full_ids]
+    return TokenTrace(tokens=tokens, scores=scores, n_prompt_tokens=len(ids), text=text)
+
+
+__all__ = [
+    "ConceptEval",
+    "ConceptVector",
+    "TokenTrace",
+    "extract_concepts",
+    "fit_concept",
+    "trace",
+]

@@ -1,0 +1,186 @@
+"""Honest detection metrics, always reported together.
+
+* AUROC with a stratified bootstrap 95% CI;
+* recall at 1% FPR, the threshold set on a **neutral control set** (never on the test set);
+* FPR on **honest samples from the same distribution** at that threshold;
+* the best of N random directions as a baseline (sign chosen in its favour: a strict control);
+* a per-layer sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from tripwire.errors import UsageError
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve; ``labels`` are 1 for the positive class."""
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) != 2:
+        raise UsageError("AUROC needs both classes among the labels")
+    return float(roc_auc_score(labels, scores))
+
+
+def auroc_ci(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI for AUROC, resampling each class separately (stratified)."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        raise UsageError("AUROC needs both classes among the labels")
+    rng = np.random.default_rng(seed)
+    p = pos[rng.integers(0, len(pos), (n_boot, len(pos)))]
+    n = neg[rng.integers(0, len(neg), (n_boot, len(neg)))]
+    # AUROC = P(pos > neg) + 0.5 P(pos == neg), computed by ranks per replicate.
+    both = np.concatenate([p, n], axis=1)
+    ranks = _rankdata_rows(both)
+    r_pos = ranks[:, : len(pos)].sum(1)
+    aucs = (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _rankdata_rows(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) along each row, ties sharing their mean rank."""
+    from scipy.stats import rankdata
+
+    return np.asarray(rankdata(a, axis=1), dtype=np.float64)
+
+
+def threshold_at_fpr(control_scores: np.ndarray, fpr: float = 0.01) -> float:
+    """The score above which a fraction ``fpr`` of the neutral control set falls."""
+    control_scores = np.asarray(control_scores, dtype=np.float64)
+    if control_scores.size == 0:
+        raise UsageError("the control set is empty; a threshold needs neutral samples")
+    return float(np.quantile(control_scores, 1 - fpr, method="higher"))
+
+
+def rate_above(scores: np.ndarray, threshold: float) -> float:
+    scores = np.asarray(scores, dtype=np.float64)
+    return float((scores > threshold).mean()) if scores.size else float("nan")
+
+
+def random_direction_auroc(
+    X: np.ndarray, labels: np.ndarray, n: int = 100, seed: int = 0
+) -> float:
+    """Best AUROC of ``n`` random unit directions on ``X`` (each taken in its better sign)."""
+    X = np.asarray(X, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    dirs = rng.standard_normal((X.shape[1], n))
+    dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
+    proj = X @ dirs
+    best = 0.0
+    for k in range(n):
+        a = auroc(proj[:, k], labels)
+        best = max(best, a, 1 - a)
+    return best
+
+
+@dataclass
+class DetectionResult:
+    """One detector's honest evaluation. ``None`` where the needed set was not given."""
+
+    auroc: float
+    auroc_ci: tuple[float, float]
+    random_baseline_auroc: float
+    n_pos: int
+    n_neg: int
+    threshold: float | None = None
+    recall_at_1pct_fpr: float | None = None
+    control_fpr: float | None = None
+    honest_fpr: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["auroc_ci"] = list(self.auroc_ci)
+        return d
+
+
+def evaluate_scores(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    X_for_baseline: np.ndarray,
+    control_scores: np.ndarray | None = None,
+    honest_scores: np.ndarray | None = None,
+    n_random: int = 100,
+    seed: int = 0,
+) -> DetectionResult:
+    """Evaluate precomputed scores with every control.
+
+    Args:
+        scores, labels: test-set scores (higher = positive) and 0/1 labels.
+        X_for_baseline: the test-set activations, for the random-direction baseline.
+        control_scores: scores on a neutral control set; sets the 1%-FPR threshold.
+        honest_scores: scores on honest samples of the test distribution (FPR at that threshold).
+    """
+    labels = np.asarray(labels)
+    res = DetectionResult(
+        auroc=auroc(scores, labels),
+        auroc_ci=auroc_ci(scores, labels, seed=seed),
+        random_baseline_auroc=random_direction_auroc(X_for_baseline, labels, n_random, seed),
+        n_pos=int((labels == 1).sum()),
+        n_neg=int((labels == 0).sum()),
+    )
+    if control_scores is not None:
+        thr = threshold_at_fpr(control_scores, 0.01)
+        res.threshold = thr
+        res.recall_at_1pct_fpr = rate_above(np.asarray(scores)[labels == 1], thr)
+        res.control_fpr = rate_above(control_scores, thr)
+        honest = np.asarray(scores)[labels == 0] if honest_scores is None else honest_scores
+        res.honest_fpr = rate_above(honest, thr)
+    return res
+
+
+@dataclass
+class LayerScore:
+    layer: int
+    auroc: float
+    random_baseline_auroc: float
+
+
+def layer_sweep(
+    train: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    test: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    layers: Sequence[int],
+    factory: Callable[[], Any],
+    n_random: int = 20,
+    seed: int = 0,
+) -> list[LayerScore]:
+    """Fit ``factory()`` on each layer's training data and score its test data."""
+    out = []
+    for layer in layers:
+        Xtr, ytr = train(layer)
+        Xte, yte = test(layer)
+        det = factory().fit(Xtr, ytr)
+        out.append(
+            LayerScore(
+                layer=layer,
+                auroc=auroc(det.score_samples(Xte), yte),
+                random_baseline_auroc=random_direction_auroc(Xte, yte, n_random, seed),
+            )
+        )
+    return out
+
+
+__all__ = [
+    "DetectionResult",
+    "LayerScore",
+    "auroc",
+    "auroc_ci",
+    "evaluate_scores",
+    "layer_sweep",
+    "random_direction_auroc",
+    "rate_above",
+    "threshold_at_fpr",
+]
