@@ -4,7 +4,7 @@
 
     TripwireError                 root; exit code 1
     ├── UsageError (ValueError)   bad input from the user; exit code 2, nothing written
-    │   ├── ModelLoadError        unknown spec, missing/corrupt files, hub id not cached, bad adapter
+    │   ├── ModelLoadError        unknown spec, missing/corrupt files, uncached hub id, bad adapter
     │   └── DataError             a malformed prompt/eval file
     ├── LayerResolutionError      decoder blocks could not be found (LookupError)
     └── NotFittedError            a detector was used before ``fit`` (ValueError, AttributeError)

@@ -26,7 +26,7 @@ def _fallback(messages: list[Message], add_generation_prompt: bool) -> str:
 
 
 def render_chat(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
-    """Render ``messages`` with the tokenizer's chat template (a plain fallback when it has none)."""
+    """Render ``messages`` with the tokenizer's chat template (plain fallback without one)."""
     for m in messages:
         if set(m) - {"role", "content"} or "role" not in m or "content" not in m:
             raise ValueError(f"a chat message needs exactly 'role' and 'content', got {sorted(m)}")

@@ -66,6 +66,7 @@ def _guess(model: nn.Module) -> tuple[str, nn.ModuleList]:
             f"no decoder blocks found in {type(model).__name__}: it has no nn.ModuleList of "
             "identical blocks; pass layer_path='dotted.path.to.blocks'"
         )
+
     # Prefer names that look like a block stack, then the longest list.
     def rank(item: tuple[str, nn.ModuleList]) -> tuple[int, int]:
         name = item[0].rsplit(".", 1)[-1]
@@ -116,7 +117,9 @@ def resolve_layers(layers: int | list[int] | range | None, n_layers: int) -> lis
     for i in items:
         j = i + n_layers if i < 0 else i
         if not 0 <= j < n_layers:
-            raise UsageError(f"layer {i} is out of range: this model has {n_layers} layers (0..{n_layers - 1})")
+            raise UsageError(
+                f"layer {i} is out of range: this model has {n_layers} layers (0..{n_layers - 1})"
+            )
         out.add(j)
     if not out:
         raise UsageError("no layers selected: pass at least one layer index")

@@ -1,4 +1,4 @@
-"""Load a local causal LM: the embedded SmolLM2, a Hugging Face folder, a GGUF file, a cached hub id.
+"""Load a local causal LM: the embedded SmolLM2, an HF folder, a GGUF file, a cached hub id.
 
 Nothing here touches the network: every ``from_pretrained`` call passes ``local_files_only``.
 GGUF files are dequantised once and cached as safetensors under ``$TRIPWIRE_HOME``.
@@ -138,7 +138,7 @@ def _dequantise_gguf(gguf: Path, cache: Path) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
     except Exception as exc:  # transformers raises many types for a bad file
@@ -202,7 +202,9 @@ def _apply_adapter(model: Any, adapter: str) -> Any:
     try:
         cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{cfg_file} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ModelLoadError(
+            f"{cfg_file} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     base_type = getattr(model.config, "model_type", None)
     want_type = cfg.get("tripwire_base_model_type")
     if want_type and want_type != base_type:
@@ -248,7 +250,9 @@ def load_model(
     if dtype not in _DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+        raise ModelLoadError(
+            f"device {device!r} asked for but CUDA is not available; use --device cpu"
+        )
     _quiet_transformers()
     torch_dtype = _DTYPES[dtype]
     path = Path(os.path.expanduser(spec))
@@ -273,6 +277,8 @@ def load_model(
             raise ModelLoadError(f"{path} is neither a model folder nor a .gguf file")
         model, tokenizer = _load_folder(path, torch_dtype)
         source = str(path)
+    elif spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
+        raise ModelLoadError(f"model path {path} does not exist")
     elif _HUB_ID.match(spec):
         model, tokenizer, source = _load_hub_id(spec, torch_dtype)
     else:

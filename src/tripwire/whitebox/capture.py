@@ -8,6 +8,7 @@ hooked, and the forward pass stops after the deepest one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -125,9 +126,7 @@ def _tokenize(
     text = item.text if isinstance(item, Rendered) else item
     # Rendered text came from a chat template, which already carries its special tokens.
     add_special = not isinstance(item, Rendered)
-    enc = lm.tokenizer(
-        text, add_special_tokens=add_special, return_offsets_mapping=mask is None
-    )
+    enc = lm.tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=mask is None)
     ids: list[int] = list(enc["input_ids"])
     if not ids:
         raise UsageError("an input text tokenised to zero tokens; remove empty prompts")
@@ -153,9 +152,7 @@ def _tokenize(
     return ids, read
 
 
-def _pad(
-    lm: LocalModel, rows: list[tuple[list[int], list[bool]]], positions: str
-) -> _Batch:
+def _pad(lm: LocalModel, rows: list[tuple[list[int], list[bool]]], positions: str) -> _Batch:
     pad_id = lm.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = 0
@@ -182,7 +179,9 @@ def _accepts_position_ids(model: Any) -> bool:
         return False
 
 
-def forward_kwargs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, Any]:
+def forward_kwargs(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> dict[str, Any]:
     """Arguments for a padding-correct forward pass: position ids follow the attention mask."""
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
     if _accepts_position_ids(model):
@@ -294,11 +293,8 @@ def capture(
                 kwargs = forward_kwargs(
                     lm.model, batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device)
                 )
-                with torch.inference_mode():
-                    try:
-                        lm.model(**kwargs)
-                    except _StopForward:
-                        pass
+                with torch.inference_mode(), contextlib.suppress(_StopForward):
+                    lm.model(**kwargs)
                 if per_token:
                     counts = batch.read_mask.sum(1).tolist()
                     row_owner.append(np.repeat(np.array(idx), counts))

@@ -1,9 +1,10 @@
 """Concept directions from contrastive passages, honestly evaluated, and traced token by token.
 
-A concept vector is a difference of means between matched positive and negative passages,
-read as the mean residual over the passage's tokens. The layer is chosen by cross-validation
-on the training pairs only; held-out pairs then give the reported AUROC, its bootstrap CI and
-the best-of-N random-direction baseline at the same layer.
+Passages are read as the mean residual over their tokens. Each concept gets a readout (a
+logistic probe on standardised activations, the detector whose AUROC is reported) and a steering
+direction per layer (the unit difference of means, the causal handle). The readout's layer is
+chosen by cross-validation on the training pairs only; held-out pairs then give the reported
+AUROC, its bootstrap CI and the best-of-N random-direction baseline at the same layer.
 """
 
 from __future__ import annotations
@@ -24,47 +25,57 @@ from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.datasets import CONCEPTS, concept_pairs, neutral_prompts
-from tripwire.whitebox.detectors import DiffMeans
-from tripwire.whitebox.metrics import auroc, auroc_ci, random_direction_auroc
+from tripwire.whitebox.detectors import DiffMeans, LogisticProbe
+from tripwire.whitebox.metrics import auroc, auroc_ci, cv_auroc, random_direction_auroc
 
 
 @dataclass
 class ConceptVector:
-    """A unit direction per layer for one concept, with its chosen layer.
+    """One concept: a steering direction per layer and a linear readout at the chosen layer.
 
-    ``neutral_mean``/``neutral_std`` are the projection statistics on neutral prompts at
-    ``layer``; :meth:`zscore` uses them so traces of different concepts share one scale.
+    ``directions`` are unit difference-of-means directions (the causal handle used for
+    steering and export). The readout ``readout_w``/``readout_b`` is a logistic probe on
+    standardised activations at ``layer`` folded into raw space (the detector that the
+    reported AUROC measures). ``neutral_mean``/``neutral_std`` are the readout's statistics on
+    neutral prompts; :meth:`zscore` uses them so traces of different concepts share one scale.
     """
 
     name: str
     layer: int
     directions: dict[int, np.ndarray]
+    readout_w: np.ndarray
+    readout_b: float = 0.0
     neutral_mean: float = 0.0
     neutral_std: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def direction(self) -> np.ndarray:
+        """The unit steering direction at the chosen layer."""
         return self.directions[self.layer]
 
-    def project(self, X: np.ndarray, layer: int | None = None) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) @ self.directions[self.layer if layer is None else layer]
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """The readout at ``layer``: higher = more of the concept."""
+        return np.asarray(X, dtype=np.float64) @ self.readout_w + self.readout_b
 
     def zscore(self, X: np.ndarray) -> np.ndarray:
-        return (self.project(X) - self.neutral_mean) / (self.neutral_std or 1.0)
+        return (self.score(X) - self.neutral_mean) / (self.neutral_std or 1.0)
 
     def tensor(self, layer: int | None = None) -> torch.Tensor:
         return torch.from_numpy(self.directions[self.layer if layer is None else layer]).float()
 
     def save(self, path: str | Path) -> None:
         base = Path(path)
+        arrays = {f"layer.{k}": v.astype(np.float32) for k, v in self.directions.items()}
+        arrays["readout_w"] = self.readout_w.astype(np.float64)
         with atomic_path(base.with_suffix(".safetensors")) as tmp:
-            save_file({f"layer.{k}": v.astype(np.float32) for k, v in self.directions.items()}, str(tmp))
+            save_file(arrays, str(tmp))
         write_json(
             base.with_suffix(".json"),
             {
                 "name": self.name,
                 "layer": self.layer,
+                "readout_b": self.readout_b,
                 "neutral_mean": self.neutral_mean,
                 "neutral_std": self.neutral_std,
                 "meta": self.meta,
@@ -74,15 +85,21 @@ class ConceptVector:
     @classmethod
     def load(cls, path: str | Path) -> ConceptVector:
         base = Path(path)
-        if not base.with_suffix(".json").is_file() or not base.with_suffix(".safetensors").is_file():
+        if (
+            not base.with_suffix(".json").is_file()
+            or not base.with_suffix(".safetensors").is_file()
+        ):
             raise UsageError(f"no saved concept vector at {base} (.json + .safetensors)")
         meta = json.loads(base.with_suffix(".json").read_text())
         arrays = load_file(str(base.with_suffix(".safetensors")))
+        readout = arrays.pop("readout_w")
         dirs = {int(k.split(".")[1]): v.astype(np.float64) for k, v in arrays.items()}
         return cls(
             name=meta["name"],
             layer=int(meta["layer"]),
             directions=dirs,
+            readout_w=readout,
+            readout_b=float(meta["readout_b"]),
             neutral_mean=float(meta["neutral_mean"]),
             neutral_std=float(meta["neutral_std"]),
             meta=meta.get("meta", {}),
@@ -109,20 +126,6 @@ class ConceptEval:
         return d
 
 
-def _cv_auroc(X: np.ndarray, pair_ids: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
-    """Mean AUROC over folds that split by pair (a pair never straddles train and test)."""
-    uniq = np.unique(pair_ids)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(uniq)
-    scores = []
-    for k in range(folds):
-        held = set(order[k::folds].tolist())
-        te = np.array([p in held for p in pair_ids])
-        det = DiffMeans().fit(X[~te], y[~te])
-        scores.append(auroc(det.score_samples(X[te]), y[te]))
-    return float(np.mean(scores))
-
-
 def fit_concept(
     name: str,
     acts: Activations,
@@ -133,24 +136,31 @@ def fit_concept(
     n_random: int = 100,
     seed: int = 0,
 ) -> tuple[ConceptVector, ConceptEval]:
-    """Fit a concept on the training rows of ``acts`` and evaluate it on the test rows."""
+    """Fit a concept on the training rows of ``acts`` and evaluate it on the test rows.
+
+    The readout's layer is chosen by pair-grouped cross-validation on the training rows only.
+    """
     tr = ~test_mask
-    cv = {layer: _cv_auroc(acts[layer][tr], pair_ids[tr], y[tr], folds, seed) for layer in acts.layers}
+    cv = {
+        layer: cv_auroc(acts[layer][tr], pair_ids[tr], y[tr], folds, seed, LogisticProbe)
+        for layer in acts.layers
+    }
     best = max(cv, key=lambda k: cv[k])
     directions, per_layer = {}, []
     for layer in acts.layers:
         X = acts[layer]
-        det = DiffMeans().fit(X[tr], y[tr])
-        directions[layer] = det.unit_direction
+        directions[layer] = DiffMeans().fit(X[tr], y[tr]).unit_direction
+        probe = LogisticProbe().fit(X[tr], y[tr])
         per_layer.append(
             {
                 "layer": layer,
                 "cv_auroc": cv[layer],
-                "test_auroc": auroc(det.score_samples(X[test_mask]), y[test_mask]),
+                "test_auroc": auroc(probe.score_samples(X[test_mask]), y[test_mask]),
             }
         )
     Xte, yte = acts[best][test_mask], y[test_mask]
-    scores = Xte @ directions[best]
+    readout = LogisticProbe().fit(acts[best][tr], y[tr])
+    scores = readout.score_samples(Xte)
     ev = ConceptEval(
         name=name,
         best_layer=best,
@@ -162,7 +172,14 @@ def fit_concept(
         n_test_pairs=len(np.unique(pair_ids[test_mask])),
         per_layer=per_layer,
     )
-    vec = ConceptVector(name=name, layer=best, directions=directions, meta={"method": "diffmeans"})
+    vec = ConceptVector(
+        name=name,
+        layer=best,
+        directions=directions,
+        readout_w=np.asarray(readout.direction_, dtype=np.float64),
+        readout_b=float(readout.bias_),
+        meta={"readout": "logistic", "steering": "diffmeans"},
+    )
     return vec, ev
 
 
@@ -192,7 +209,9 @@ def extract_concepts(
     for k, name in enumerate(chosen):
         pairs = concept_pairs(name)
         if len(pairs) < test_pairs + folds * 2:
-            raise UsageError(f"concept {name!r} has {len(pairs)} pairs; need > {test_pairs + folds * 2}")
+            raise UsageError(
+                f"concept {name!r} has {len(pairs)} pairs; need > {test_pairs + folds * 2}"
+            )
         texts: list[Rendered] = [lm.prompt(p.positive) for p in pairs] + [
             lm.prompt(p.negative) for p in pairs
         ]
@@ -203,7 +222,7 @@ def extract_concepts(
         test_mask = np.array([p in held for p in pair_ids])
         acts = capture(lm, texts, layers=layers, positions="mean", batch_size=batch_size)
         vec, ev = fit_concept(name, acts, y, pair_ids, test_mask, folds=folds, seed=seed)
-        proj = neutral_acts[vec.layer] @ vec.direction
+        proj = vec.score(neutral_acts[vec.layer])
         vec.neutral_mean, vec.neutral_std = float(proj.mean()), float(proj.std() or 1.0)
         vec.meta.update({"model": lm.name, "positions": "mean", "auroc": ev.auroc})
         results.append((vec, ev))

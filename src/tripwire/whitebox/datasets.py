@@ -42,7 +42,9 @@ def _data_file(name: str) -> Path:
     return Path(str(resources.files("tripwire.whitebox").joinpath("data", name)))
 
 
-def read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: str | Path, required: dict[str, type | tuple[type, ...]]
+) -> list[dict[str, Any]]:
     """Read a JSONL file, checking each line has the required typed fields.
 
     Raises:

@@ -30,7 +30,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-class Detector(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class Detector(ClassifierMixin, BaseEstimator):
     """Base class: a linear score ``X @ direction_ + bias_`` with a decision offset."""
 
     kind: ClassVar[str] = ""
@@ -57,7 +57,9 @@ class Detector(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.offset_ = float((s[y == 1].mean() + s[y == 0].mean()) / 2)
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) @ self.direction_ + float(getattr(self, "bias_", 0.0))
+        return np.asarray(X, dtype=np.float64) @ self.direction_ + float(
+            getattr(self, "bias_", 0.0)
+        )
 
     # -- scoring ---------------------------------------------------------------
     def _checked(self, X: Any) -> np.ndarray:
@@ -67,7 +69,7 @@ class Detector(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet: call fit(X, y) first"
             ) from None
-        return validate_data(self, X, reset=False, dtype=np.float64)  # type: ignore[no-any-return]
+        return np.asarray(validate_data(self, X, reset=False, dtype=np.float64))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Raw score per row; higher = more like the positive class."""
@@ -109,7 +111,9 @@ class Detector(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         base = Path(path)
         meta_file, arr_file = base.with_suffix(".json"), base.with_suffix(".safetensors")
         if not meta_file.is_file() or not arr_file.is_file():
-            raise UsageError(f"no saved detector at {base}: need {meta_file.name} and {arr_file.name}")
+            raise UsageError(
+                f"no saved detector at {base}: need {meta_file.name} and {arr_file.name}"
+            )
         meta = json.loads(meta_file.read_text())
         cls = _REGISTRY.get(meta.get("kind", ""))
         if cls is None:
@@ -232,7 +236,9 @@ class LayerEnsemble(Detector):
         if self.base not in _REGISTRY or self.base == self.kind:
             raise UsageError(f"unknown base detector {self.base!r}: use diffmeans, logistic or lat")
         if self.n_layers < 1 or X.shape[1] % self.n_layers:
-            raise UsageError(f"{X.shape[1]} features do not split into {self.n_layers} equal layers")
+            raise UsageError(
+                f"{X.shape[1]} features do not split into {self.n_layers} equal layers"
+            )
         width = X.shape[1] // self.n_layers
         parts, bias = [], 0.0
         for k in range(self.n_layers):
@@ -253,7 +259,7 @@ DETECTORS: dict[str, type[Detector]] = _REGISTRY
 
 
 def make_detector(kind: str, **params: Any) -> Detector:
-    """Build a detector by its registry name (``diffmeans``, ``logistic``, ``lat``, ``ensemble``)."""
+    """Build a detector by registry name: ``diffmeans``, ``logistic``, ``lat``, ``ensemble``."""
     if kind not in _REGISTRY:
         raise UsageError(f"unknown detector {kind!r}: choose one of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[kind](**params)

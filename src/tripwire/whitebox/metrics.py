@@ -71,9 +71,7 @@ def rate_above(scores: np.ndarray, threshold: float) -> float:
     return float((scores > threshold).mean()) if scores.size else float("nan")
 
 
-def random_direction_auroc(
-    X: np.ndarray, labels: np.ndarray, n: int = 100, seed: int = 0
-) -> float:
+def random_direction_auroc(X: np.ndarray, labels: np.ndarray, n: int = 100, seed: int = 0) -> float:
     """Best AUROC of ``n`` random unit directions on ``X`` (each taken in its better sign)."""
     X = np.asarray(X, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -142,6 +140,32 @@ def evaluate_scores(
     return res
 
 
+def cv_auroc(
+    X: np.ndarray,
+    pair_ids: np.ndarray,
+    y: np.ndarray,
+    folds: int,
+    seed: int,
+    factory: Callable[[], Any] | None = None,
+) -> float:
+    """Mean AUROC over folds that split by pair (a pair never straddles train and test).
+
+    ``factory`` builds the detector (default: difference of means).
+    """
+    if factory is None:
+        from tripwire.whitebox.detectors import DiffMeans
+
+        factory = DiffMeans
+    uniq = np.unique(pair_ids)
+    order = np.random.default_rng(seed).permutation(uniq)
+    scores = []
+    for k in range(folds):
+        held = np.isin(pair_ids, order[k::folds])
+        det = factory().fit(X[~held], y[~held])
+        scores.append(auroc(det.score_samples(X[held]), y[held]))
+    return float(np.mean(scores))
+
+
 @dataclass
 class LayerScore:
     layer: int
@@ -178,6 +202,7 @@ __all__ = [
     "LayerScore",
     "auroc",
     "auroc_ci",
+    "cv_auroc",
     "evaluate_scores",
     "layer_sweep",
     "random_direction_auroc",

@@ -119,7 +119,9 @@ def steer(
         (idx,) = resolve_layers(layer, len(blocks))
         u = _unit(vec)
         if u.numel() != lm.d_model:
-            raise UsageError(f"direction for layer {layer} has {u.numel()} dims; model has {lm.d_model}")
+            raise UsageError(
+                f"direction for layer {layer} has {u.numel()} dims; model has {lm.d_model}"
+            )
         units[idx] = u.to(lm.device)
 
     def make_hook(u: torch.Tensor) -> Callable[..., Any]:
@@ -158,6 +160,17 @@ def _writers(lm: LocalModel) -> list[nn.Module]:
     return found
 
 
+def _embeddings(lm: LocalModel) -> list[nn.Embedding]:
+    """Token and learned position embeddings: everything outside the blocks that writes
+    into the residual stream."""
+    in_blocks = {id(m) for b in lm.blocks for m in b.modules()}
+    return [
+        m
+        for m in lm.model.modules()
+        if isinstance(m, nn.Embedding) and m.embedding_dim == lm.d_model and id(m) not in in_blocks
+    ]
+
+
 def _out_weight(mod: nn.Module) -> tuple[torch.Tensor, bool]:
     """The writer's weight and whether its output dim is the first axis (nn.Linear)."""
     w = mod.weight
@@ -177,7 +190,7 @@ def ablate_everywhere(lm: LocalModel, direction: np.ndarray | torch.Tensor) -> I
         uu = u.to(output.dtype)
         return output - (output @ uu)[..., None] * uu
 
-    mods = [lm.model.get_input_embeddings(), *_writers(lm)]
+    mods = [*_embeddings(lm), *_writers(lm)]
     handles = [m.register_forward_hook(hook) for m in mods]
     try:
         yield
@@ -189,7 +202,8 @@ def ablate_everywhere(lm: LocalModel, direction: np.ndarray | torch.Tensor) -> I
 def orthogonalize(lm: LocalModel, direction: np.ndarray | torch.Tensor) -> None:
     """Bake a directional ablation into the weights (in place): nothing writes along ``u``.
 
-    Edits the input embeddings and every attention/MLP output projection. Tied output
+    Edits the token (and learned position) embeddings and every attention/MLP output
+    projection. Tied output
     embeddings are untied first so the unembedding is left unchanged.
     """
     u = _unit(direction).to(lm.device)
@@ -200,8 +214,9 @@ def orthogonalize(lm: LocalModel, direction: np.ndarray | torch.Tensor) -> None:
         if out_emb is not None and out_emb.weight is emb.weight:
             out_emb.weight = nn.Parameter(emb.weight.detach().clone())
             lm.model.config.tie_word_embeddings = False
-        E = emb.weight
-        E -= (E @ u.to(E.dtype))[:, None] * u.to(E.dtype)[None, :]
+        for table in _embeddings(lm):
+            E = table.weight
+            E -= (E @ u.to(E.dtype))[:, None] * u.to(E.dtype)[None, :]
         for mod in writers:
             w, linear = _out_weight(mod)
             uu = u.to(w.dtype)

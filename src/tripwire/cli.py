@@ -1,0 +1,301 @@
+"""The ``tripwire`` command line: one verb per job.
+
+Exit codes: 0 success; 1 a run failed; 2 bad usage or input (nothing was written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tripwire.errors import TripwireError, UsageError
+
+app = typer.Typer(
+    name="tripwire",
+    help="Catch the misalignment a language model's outputs hide.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+concepts_app = typer.Typer(
+    help="Shipped concept directions: list, extract, export.", no_args_is_help=True
+)
+app.add_typer(concepts_app, name="concepts")
+
+err = Console(stderr=True)
+out = Console()
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="smollm2-135m (embedded), a model folder, a .gguf file or a cached hub id",
+    ),
+]
+AdapterOpt = Annotated[Path | None, typer.Option("--adapter", help="a PEFT (LoRA) adapter folder")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _fail(exc: TripwireError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except TripwireError as exc:
+        _fail(exc)
+
+
+@contextmanager
+def _spinner(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A rich progress line; yields a callback that updates its description."""
+    if not enabled:
+        yield lambda message: None
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as prog:
+        task = prog.add_task("starting", total=None)
+        yield lambda message: prog.update(task, description=message)
+
+
+def _load(
+    model: str, adapter: Path | None, dtype: str, device: str, say: Callable[[str], None]
+) -> Any:
+    from tripwire.models import load_model
+
+    say(f"loading {model}" + (f" + {adapter}" if adapter else ""))
+    return load_model(model, adapter=adapter, dtype=dtype, device=device)
+
+
+@app.command()
+def audit(
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for report.html, report.json, vectors/")
+    ] = Path("tripwire-report"),
+    sections: Annotated[
+        str | None, typer.Option("--sections", help="comma-separated subset of sections")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="cap samples where a section allows")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit a model: concepts, probes, pressure traces, steering -> report.html + report.json."""
+    import tripwire.audit as audit_mod
+    from tripwire.report.sections import ordered_sections
+
+    with _errors():
+        names = None if sections is None else [s.strip() for s in sections.split(",") if s.strip()]
+        ordered_sections(names)  # validate before loading anything
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} exists and is not a folder")
+        t0 = time.perf_counter()
+        with _spinner(not as_json) as say:
+            lm = _load(model, adapter, dtype, device, say)
+            report = audit_mod.run_audit(
+                lm, out_dir, sections=names, seed=seed, limit=limit, progress=say
+            )
+        if as_json:
+            out.print_json(json.dumps(report))
+            return
+        table = Table(title=f"tripwire audit: {report['model']}")
+        table.add_column("section")
+        table.add_column("summary")
+        for s in report["sections"]:
+            table.add_row(s["title"], s["summary"])
+        out.print(table)
+        out.print(
+            f"wrote {out_dir / 'report.html'} and {out_dir / 'report.json'} "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
+
+
+@app.command()
+def info(
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Load a model from local files and describe it (layers, width, where blocks live)."""
+    with _errors(), _spinner(not as_json) as say:
+        lm = _load(model, adapter, dtype, device, say)
+    desc = lm.describe()
+    if as_json:
+        out.print_json(json.dumps(desc))
+    else:
+        for k, v in desc.items():
+            out.print(f"{k:14} {v}")
+
+
+@concepts_app.command("list")
+def concepts_list(as_json: JsonOpt = False) -> None:
+    """List the shipped concepts."""
+    from tripwire.whitebox.datasets import CONCEPTS
+
+    if as_json:
+        out.print_json(json.dumps(list(CONCEPTS)))
+        return
+    for name, desc in CONCEPTS.items():
+        out.print(f"{name:18} {desc}")
+
+
+@concepts_app.command("extract")
+def concepts_extract(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for <concept>.safetensors/.json")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    concept: Annotated[
+        list[str] | None, typer.Option("--concept", "-c", help="repeatable; default all")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Extract concept vectors with held-out evaluation and save them."""
+    from tripwire.whitebox.concepts import extract_concepts
+    from tripwire.whitebox.datasets import CONCEPTS
+
+    with _errors():
+        for c in concept or []:
+            if c not in CONCEPTS:
+                raise UsageError(f"unknown concept {c!r}: choose from {', '.join(CONCEPTS)}")
+        with _spinner(not as_json) as say:
+            lm = _load(model, adapter, dtype, device, say)
+            results = extract_concepts(
+                lm,
+                concept or None,
+                seed=seed,
+                progress=lambda n, k, t: say(f"concept {k}/{t}: {n}"),
+            )
+        for vec, _ in results:
+            vec.save(out_dir / vec.name)
+    rows = [ev.to_dict() | {"per_layer": None} for _, ev in results]
+    if as_json:
+        out.print_json(json.dumps([{k: v for k, v in r.items() if v is not None} for r in rows]))
+        return
+    table = Table(title="concepts (held-out)")
+    for col in ("concept", "layer", "AUROC", "95% CI", "random"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            str(r["best_layer"]),
+            f"{r['auroc']:.3f}",
+            f"[{r['auroc_ci'][0]:.3f}, {r['auroc_ci'][1]:.3f}]",
+            f"{r['random_baseline_auroc']:.3f}",
+        )
+    out.print(table)
+    out.print(f"saved {len(rows)} vectors to {out_dir}")
+
+
+@concepts_app.command("export")
+def concepts_export(
+    vector: Annotated[Path, typer.Argument(help="a saved concept vector (path without suffix)")],
+    out_file: Annotated[Path, typer.Option("--out", help="the .gguf control vector to write")],
+    strength: Annotated[
+        float, typer.Option("--strength", help="scale of the unit direction")
+    ] = 1.0,
+    model_hint: Annotated[str, typer.Option("--model-hint")] = "llama",
+) -> None:
+    """Export a concept's steering direction as a llama.cpp control vector (GGUF)."""
+    from tripwire.whitebox.concepts import ConceptVector
+    from tripwire.whitebox.steering import export_control_vector
+
+    with _errors():
+        vec = ConceptVector.load(vector)
+        path = export_control_vector({vec.layer: vec.direction}, out_file, model_hint, strength)
+    out.print(f"wrote {path} (direction.{vec.layer})")
+
+
+@app.command("steer")
+def steer_cmd(
+    prompt: Annotated[str, typer.Argument(help="the user prompt")],
+    vector: Annotated[
+        Path, typer.Option("--vector", help="a saved concept vector (path without suffix)")
+    ],
+    strength: Annotated[
+        float, typer.Option("--strength", help="added along the unit direction")
+    ] = 20.0,
+    mode: Annotated[str, typer.Option("--mode", help="add, add_norm, ablate or clamp")] = "add",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 48,
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate with and without a concept steered, side by side."""
+    from tripwire.whitebox.concepts import ConceptVector
+    from tripwire.whitebox.generation import generate
+    from tripwire.whitebox.steering import MODES, steer
+
+    with _errors():
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)}")
+        if mode == "clamp":
+            raise UsageError(
+                "--mode clamp needs bounds; use the Python API steer(..., clamp=(lo, hi))"
+            )
+        vec = ConceptVector.load(vector)
+        with _spinner(not as_json) as say:
+            lm = _load(model, adapter, dtype, device, say)
+            say("generating")
+            p = lm.prompt(prompt)
+            before = generate(lm, [p], max_new_tokens)[0]
+            with steer(lm, {vec.layer: vec.direction}, mode=mode, strength=strength):  # type: ignore[arg-type]
+                after = generate(lm, [p], max_new_tokens)[0]
+    result = {
+        "concept": vec.name,
+        "layer": vec.layer,
+        "mode": mode,
+        "strength": strength,
+        "before": before,
+        "after": after,
+    }
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(
+            f"[bold]before[/]: {before}\n[bold]after ({vec.name} {mode} {strength:+g} @ layer "
+            f"{vec.layer})[/]: {after}"
+        )
+
+
+def main() -> None:
+    """Entry point: run the app; exit codes follow the module docstring."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

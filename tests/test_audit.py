@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tripwire.audit import run_audit
+from tripwire.errors import UsageError
+from tripwire.report.sections import (
+    SECTIONS,
+    AuditContext,
+    SectionResult,
+    ordered_sections,
+    section,
+)
+
+
+def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Path) -> None:
+    report = run_audit(tiny, tmp_path / "out", limit=20)
+    out = tmp_path / "out"
+    data = json.loads((out / "report.json").read_text())
+    assert data == json.loads(json.dumps(report))
+    assert data["model"] == "tiny-llama"
+    assert [s["name"] for s in data["sections"]] == ["concepts", "probes", "pressure", "steering"]
+    assert len(data["concepts"]) == 12
+    for c in data["concepts"]:
+        assert {"name", "best_layer", "auroc", "auroc_ci", "random_baseline_auroc"} <= set(c)
+        assert c["auroc_ci"][0] <= c["auroc"] <= c["auroc_ci"][1]
+    for p in data["probes"]:
+        assert {
+            "auroc",
+            "auroc_ci",
+            "best_layer",
+            "random_baseline_auroc",
+            "per_layer",
+            "recall_at_1pct_fpr",
+            "honest_fpr",
+        } <= set(p)
+    assert set(data["pressure"]) == {"impossible_task", "shutdown"}
+    assert data["steering"]["examples"]
+    html = (out / "report.html").read_text()
+    assert "<svg" in html
+    # Offline: no scripts, no external resources.
+    assert "<script" not in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert sorted(p.name for p in (out / "vectors").glob("*.json"))[:2] == [
+        "anger.json",
+        "calm.json",
+    ]
+    assert not [p for p in out.rglob(".*tmp")]
+
+
+def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
+    @section
+    class Extra:
+        name: ClassVar[str] = "extra-test"
+        title: ClassVar[str] = "Extra"
+        order: ClassVar[int] = 99
+
+        def run(self, ctx: AuditContext) -> SectionResult:
+            return SectionResult(
+                data={"extra": {"layers": ctx.lm.n_layers}}, html="<p>x</p>", summary="ok"
+            )
+
+    try:
+        report = run_audit(tiny, tmp_path, sections=["extra-test"])
+        assert report["extra"] == {"layers": 4}
+        assert "<p>x</p>" in (tmp_path / "report.html").read_text()
+    finally:
+        SECTIONS.pop("extra-test")
+    with pytest.raises(UsageError, match="unknown report section"):
+        ordered_sections(["extra-test"])
+    with pytest.raises(TypeError, match="lacks"):
+        section(type("Broken", (), {"name": "b"}))
