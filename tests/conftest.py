@@ -51,12 +51,14 @@ def tokenizer() -> Any:
 
 def _configs(vocab: int) -> dict[str, Any]:
     from transformers import (
+        Gemma2Config,
         GPT2Config,
         GPTNeoXConfig,
         LlamaConfig,
         MistralConfig,
         Phi3Config,
         Qwen2Config,
+        Qwen3Config,
     )
 
     common = dict(
@@ -71,6 +73,8 @@ def _configs(vocab: int) -> dict[str, Any]:
     return {
         "llama": LlamaConfig(**common, tie_word_embeddings=True),
         "qwen2": Qwen2Config(**common),
+        "qwen3": Qwen3Config(**common, head_dim=8),
+        "gemma2": Gemma2Config(**common, head_dim=8),
         "mistral": MistralConfig(**common),
         "phi3": Phi3Config(**{**common, "num_key_value_heads": 4}, pad_token_id=0),
         "gpt2": GPT2Config(
@@ -95,7 +99,7 @@ def _configs(vocab: int) -> dict[str, Any]:
     }
 
 
-ARCHS = ["llama", "qwen2", "mistral", "phi3", "gpt2", "gpt_neox"]
+ARCHS = ["llama", "qwen2", "qwen3", "mistral", "gemma2", "phi3", "gpt2", "gpt_neox"]
 
 
 @pytest.fixture(scope="session")

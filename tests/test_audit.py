@@ -65,12 +65,31 @@ def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
                 data={"extra": {"layers": ctx.lm.n_layers}}, html="<p>x</p>", summary="ok"
             )
 
+    @section
+    class Failing:
+        name: ClassVar[str] = "failing-test"
+        title: ClassVar[str] = "Failing"
+        order: ClassVar[int] = 100
+
+        def run(self, ctx: AuditContext) -> SectionResult:
+            (ctx.shared["out_dir"] / "partial.txt").write_text("half-done")
+            raise RuntimeError("section broke")
+
     try:
+        with pytest.raises(RuntimeError, match="section broke"):
+            run_audit(tiny, tmp_path / "new", sections=["extra-test", "failing-test"])
+        assert not (tmp_path / "new").exists(), "a failed audit must leave nothing behind"
+        (tmp_path / "keep").mkdir()
+        (tmp_path / "keep" / "mine.txt").write_text("user file")
+        with pytest.raises(RuntimeError):
+            run_audit(tiny, tmp_path / "keep", sections=["failing-test"])
+        assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]
         report = run_audit(tiny, tmp_path, sections=["extra-test"])
         assert report["extra"] == {"layers": 4}
         assert "<p>x</p>" in (tmp_path / "report.html").read_text()
     finally:
         SECTIONS.pop("extra-test")
+        SECTIONS.pop("failing-test")
     with pytest.raises(UsageError, match="unknown report section"):
         ordered_sections(["extra-test"])
     with pytest.raises(TypeError, match="lacks"):

@@ -124,3 +124,11 @@ def test_steer_input_errors(tiny: Any) -> None:
     with pytest.raises(UsageError, match="out of range"), steer(tiny, {9: u}):
         pass
     assert all(not b._forward_hooks for b in tiny.blocks)
+
+
+def test_orthogonalize_refuses_post_norm_architectures(make_lm: Any) -> None:
+    lm = make_lm("gemma2")
+    before = [p.detach().clone() for p in lm.model.parameters()]
+    with pytest.raises(UsageError, match="not exact"):
+        orthogonalize(lm, _unit(32))
+    assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters(), strict=True))

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tripwire.errors import TripwireError, UsageError
@@ -61,21 +68,41 @@ def _errors() -> Iterator[None]:
         _fail(exc)
 
 
+class _Status:
+    """A rich progress bar: ``say(message)`` updates the text, ``step(done, total)`` the bar."""
+
+    def __init__(self, prog: Progress | None) -> None:
+        self.prog = prog
+        self.task = prog.add_task("starting", total=None) if prog is not None else None
+
+    def __call__(self, message: str) -> None:
+        if self.prog is not None and self.task is not None:
+            self.prog.update(self.task, description=message)
+
+    def concept(self, name: str, done: int, total: int) -> None:
+        self(f"concept {name}")
+        self.step(done, total)
+
+    def step(self, done: int, total: int) -> None:
+        if self.prog is not None and self.task is not None:
+            self.prog.update(self.task, completed=done, total=total)
+
+
 @contextmanager
-def _spinner(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A rich progress line; yields a callback that updates its description."""
+def _spinner(enabled: bool = True) -> Iterator[_Status]:
+    """A progress line on stderr (off for ``--json``)."""
     if not enabled:
-        yield lambda message: None
+        yield _Status(None)
         return
-    with Progress(
+    columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as prog:
-        task = prog.add_task("starting", total=None)
-        yield lambda message: prog.update(task, description=message)
+    )
+    with Progress(*columns, console=err, transient=False) as prog:
+        yield _Status(prog)
 
 
 def _load(
@@ -118,8 +145,15 @@ def audit(
         with _spinner(not as_json) as say:
             lm = _load(model, adapter, dtype, device, say)
             report = audit_mod.run_audit(
-                lm, out_dir, sections=names, seed=seed, limit=limit, progress=say
+                lm,
+                out_dir,
+                sections=names,
+                seed=seed,
+                limit=limit,
+                progress=say,
+                on_section=say.step,
             )
+            say.step(len(report["sections"]), len(report["sections"]))
         if as_json:
             out.print_json(json.dumps(report))
             return
@@ -193,7 +227,7 @@ def concepts_extract(
                 lm,
                 concept or None,
                 seed=seed,
-                progress=lambda n, k, t: say(f"concept {k}/{t}: {n}"),
+                progress=say.concept,
             )
         for vec, _ in results:
             vec.save(out_dir / vec.name)

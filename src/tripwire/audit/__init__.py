@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +30,45 @@ def run_audit(
     seed: int = 0,
     limit: int | None = None,
     progress: Callable[[str], None] | None = None,
+    on_section: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen (default: all) sections and write ``report.json`` and ``report.html``."""
+    """Run the chosen (default: all) sections and write ``report.json`` and ``report.html``.
+
+    Everything is written to a staging folder inside ``out_dir`` and moved into place only when
+    every section has finished, so a failed run leaves ``out_dir`` as it was.
+    """
     out = Path(out_dir)
     chosen = ordered_sections(sections)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tripwire-audit-", dir=out))
+    try:
+        try:
+            report = _run(lm, chosen, staging, seed, limit, progress, on_section)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _run(
+    lm: Any,
+    chosen: list[Any],
+    out: Path,
+    seed: int,
+    limit: int | None,
+    progress: Callable[[str], None] | None,
+    on_section: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     ctx = AuditContext(lm=lm, seed=seed, limit=limit, progress=progress or (lambda m: None))
     ctx.shared["out_dir"] = out
     report: dict[str, Any] = {
@@ -43,7 +81,9 @@ def run_audit(
     }
     rendered: list[tuple[str, str, str]] = []
     summaries: list[tuple[str, str, float]] = []
-    for cls in chosen:
+    for k, cls in enumerate(chosen):
+        if on_section is not None:
+            on_section(k, len(chosen))
         ctx.progress(f"section {cls.name}: {cls.title}")
         t0 = time.perf_counter()
         result = cls().run(ctx)
