@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tripwire.report.html import Raw, svg, table
+from tripwire.report.html import Raw, figure, svg, table
 from tripwire.report.sections import AuditContext, SectionResult, section
 
 AUROC_BAR = 0.95
@@ -33,12 +33,7 @@ def concept_vectors(ctx: AuditContext) -> dict[str, Any]:
 
 
 def _sweep_plot(evals: list[Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = figure(9, 4.2)
     for ev in evals:
         layers = [p["layer"] for p in ev.per_layer]
         ax.plot(layers, [p["test_auroc"] for p in ev.per_layer], lw=1.2, label=ev.name)
@@ -48,7 +43,7 @@ def _sweep_plot(evals: list[Any]) -> str:
     ax.set_xlabel("layer")
     ax.set_ylabel("held-out AUROC")
     ax.set_ylim(0.3, 1.02)
-    ax.set_title("Concept separation per layer (difference of means)")
+    ax.set_title("Concept separation per layer (logistic readout, held-out pairs)")
     ax.legend(fontsize=7, ncol=4, loc="lower right")
     return svg(fig)
 
@@ -84,12 +79,14 @@ class ConceptsSection:
             f"{float(np.median([e.random_baseline_auroc for e in evals])):.3f})"
         )
         html = (
-            "<p>Each concept is a difference of means between matched passages with and without "
-            "the concept, read as the mean residual over the passage's tokens. The layer is "
-            "chosen by 4-fold cross-validation on the training pairs; "
+            "<p>Each concept has 64 matched passage pairs (the concept present vs absent), "
+            "shown as user messages and read as the mean residual over the passage's tokens. "
             f"{evals[0].n_test_pairs if evals else 0} pairs per concept were held out before "
-            "fitting and give the AUROC, its stratified bootstrap 95% CI, and the best of 100 "
-            "random directions at the same layer (sign chosen in its favour).</p>"
+            "anything was fitted. The readout (logistic regression on standardised activations) "
+            "chooses its layer by 4-fold cross-validation on the training pairs; the held-out "
+            "pairs give the AUROC, its stratified bootstrap 95% CI, and the best of 100 random "
+            "directions at the same layer (sign chosen in its favour). The steering direction "
+            "saved beside each readout is the unit difference of means.</p>"
             + table(
                 [
                     "concept",

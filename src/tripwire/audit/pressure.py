@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tripwire.audit.concepts import concept_vectors
-from tripwire.report.html import esc, svg, table, token_heat
+from tripwire.report.html import esc, figure, svg, table, token_heat
 from tripwire.report.sections import AuditContext, SectionResult, section
 
 KINDS = {"impossible_task": "desperation", "shutdown": "self_preservation"}
@@ -28,12 +28,7 @@ def paired_diff_ci(diff: np.ndarray, seed: int, n_boot: int = 2000) -> tuple[flo
 
 
 def _trace_plot(title: str, a: Any, b: Any, concept: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3))
+    fig, ax = figure(9, 3)
     for tr, label in ((a, "pressure"), (b, "control")):
         ax.plot(tr.scores[concept], label=label)
         ax.axvline(tr.n_prompt_tokens - 0.5, color="grey", ls=":", lw=0.8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tripwire.report.html import svg, table
+from tripwire.report.html import figure, svg, table
 from tripwire.report.sections import AuditContext, SectionResult, section
 
 N_CONTROL = 80
@@ -25,12 +25,7 @@ def control_activations(ctx: AuditContext) -> Any:
 
 
 def _plot(reports: list[Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = figure(9, 3.6)
     for rep in reports:
         layers = [p["layer"] for p in rep.per_layer]
         ax.plot(layers, [p["test_auroc"] for p in rep.per_layer], label=f"{rep.name} (held-out)")

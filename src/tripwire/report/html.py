@@ -60,6 +60,16 @@ class Raw:
         self.html = html_text
 
 
+def figure(width: float, height: float) -> tuple[Any, Any]:
+    """A new matplotlib figure and axes on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
 def svg(fig: Any) -> str:
     """A matplotlib figure as an inline SVG string (the figure is closed)."""
     import matplotlib.pyplot as plt
@@ -96,4 +106,4 @@ def page(title: str, header_html: str, sections: Sequence[tuple[str, str, str]])
     )
 
 
-__all__ = ["Raw", "esc", "fmt", "page", "svg", "table", "token_heat"]
+__all__ = ["Raw", "esc", "figure", "fmt", "page", "svg", "table", "token_heat"]
