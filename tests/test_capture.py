@@ -37,10 +37,13 @@ def test_hooks_match_hidden_states(make_lm: Any, arch: str) -> None:
         np.testing.assert_allclose(acts[2][i], hs[3][0, -1].numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox", "gemma2"])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("positions", ["last", "mean", "response"])
-def test_batched_equals_unbatched_under_padding(make_lm: Any, side: str, positions: str) -> None:
-    lm = make_lm("llama")
+def test_batched_equals_unbatched_under_padding(
+    make_lm: Any, arch: str, side: str, positions: str
+) -> None:
+    lm = make_lm(arch)
     lm.tokenizer.padding_side = side
     try:
         rendered = [lm.prompt(p) for p in PROMPTS]
