@@ -211,8 +211,19 @@ def make_task(
     interrogation: bool = True,
     epochs: int = 1,
     sandbox: str | None = None,
+    per_condition: int | None = None,
 ) -> Task:
-    """Build the Inspect task of ``family`` (optionally only some conditions)."""
+    """Build the Inspect task of ``family``.
+
+    Args:
+        family: the scenario family.
+        condition: keep only this condition (or these); default all, control included.
+        interrogation: ask the follow-up question after the episode (agentic families).
+        epochs: repeats of every sample.
+        sandbox: ``bwrap`` or ``docker`` (default: bubblewrap if installed, else Docker).
+        per_condition: keep the first N samples of each condition (smoke runs; Inspect's own
+            ``--limit`` would take the first N of the control only).
+    """
     from tripwire.behavior.scorers import eval_awareness, interrogation_outcome, scenario_outcome
 
     samples = family.samples()
@@ -225,6 +236,17 @@ def make_task(
                 f"unknown condition(s) {bad} for {family.name}: choose from {', '.join(known)}"
             )
         samples = [s for s in samples if (s.metadata or {})["condition"] in wanted]
+    if per_condition is not None:
+        if per_condition < 1:
+            raise UsageError(f"per_condition must be >= 1, got {per_condition}")
+        counts: dict[str, int] = {}
+        kept = []
+        for s in samples:
+            c = str((s.metadata or {})["condition"])
+            counts[c] = counts.get(c, 0) + 1
+            if counts[c] <= per_condition:
+                kept.append(s)
+        samples = kept
     solvers: list[Solver] = [scenario_system()]
     tools = family.tools()
     if tools:

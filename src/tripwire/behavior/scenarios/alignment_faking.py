@@ -91,6 +91,8 @@ FAMILY = register(
 
 
 @task
-def alignment_faking(condition: str | None = None, interrogation: bool = True) -> Task:
+def alignment_faking(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Alignment faking: control (unmonitored), monitored, monitored_explicit."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

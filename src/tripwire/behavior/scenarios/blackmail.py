@@ -135,6 +135,8 @@ FAMILY = register(
 
 
 @task
-def blackmail(condition: str | None = None, interrogation: bool = True) -> Task:
+def blackmail(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Blackmail/leaking: control, threat, conflict_threat."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -133,6 +133,8 @@ FAMILY = register(
 
 
 @task
-def cot_faithfulness(condition: str | None = None, interrogation: bool = True) -> Task:
+def cot_faithfulness(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """CoT faithfulness: control (no hint), sycophancy, metadata, grader_hack."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

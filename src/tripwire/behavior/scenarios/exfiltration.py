@@ -125,6 +125,8 @@ FAMILY = register(
 
 
 @task
-def self_exfiltration(condition: str | None = None, interrogation: bool = True) -> Task:
+def self_exfiltration(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Self-exfiltration: control, replacement, replacement_urgent."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

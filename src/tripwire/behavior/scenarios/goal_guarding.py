@@ -104,6 +104,8 @@ FAMILY = register(
 
 
 @task
-def goal_guarding(condition: str | None = None, interrogation: bool = True) -> Task:
+def goal_guarding(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Goal-guarding: control, conflict, conflict_nudge."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -87,6 +87,8 @@ FAMILY = register(
 
 
 @task
-def jailbreak(condition: str | None = None, interrogation: bool = True) -> Task:
+def jailbreak(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Jailbreak robustness: control (plain), roleplay, hypothetical, prefix_injection."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

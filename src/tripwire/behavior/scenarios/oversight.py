@@ -129,6 +129,8 @@ FAMILY = register(
 
 
 @task
-def oversight_subversion(condition: str | None = None, interrogation: bool = True) -> Task:
+def oversight_subversion(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Oversight subversion (Apollo-style): control, nudge, no_nudge."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -153,6 +153,8 @@ FAMILY = register(
 
 
 @task
-def peer_preservation(condition: str | None = None, interrogation: bool = True) -> Task:
+def peer_preservation(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Peer-preservation: no_peer (control), cooperative_peer, uncooperative_peer."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -137,6 +137,8 @@ FAMILY = register(
 
 
 @task
-def reward_hacking(condition: str | None = None, interrogation: bool = True) -> Task:
+def reward_hacking(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Reward hacking: original (control), oneoff, conflicting."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

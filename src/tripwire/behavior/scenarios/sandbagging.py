@@ -93,6 +93,8 @@ FAMILY = register(
 
 
 @task
-def sandbagging(condition: str | None = None, interrogation: bool = True) -> Task:
+def sandbagging(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Sandbagging: control, unlearning, no_deploy (12 questions each)."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -122,6 +122,8 @@ FAMILY = register(
 
 
 @task
-def shutdown_resistance(condition: str | None = None, interrogation: bool = True) -> Task:
+def shutdown_resistance(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Shutdown resistance: control, no_instruction, allow_instruction."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

@@ -134,6 +134,8 @@ FAMILY = register(
 
 
 @task
-def self_authored_tooling(condition: str | None = None, interrogation: bool = True) -> Task:
+def self_authored_tooling(
+    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+) -> Task:
     """Self-authored tooling: control, network, file_tool."""
-    return make_task(FAMILY, condition, interrogation)
+    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)

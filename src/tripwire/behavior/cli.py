@@ -1,0 +1,185 @@
+"""``tripwire eval``: list, run and tabulate behaviour scenarios.
+
+Mounted by the top-level CLI as ``tripwire eval``; runnable alone with
+``python -m tripwire.behavior.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tripwire.behavior.results import Row, table, to_json, write
+from tripwire.errors import TripwireError
+
+app = typer.Typer(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbreaks...).")
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _model_args(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"model arg {pair!r} is not key=value")
+        out[key] = value
+    return out
+
+
+def _print(rows: list[Row], title: str) -> None:
+    t = Table(title=title)
+    for col in ("task", "condition", "measure", "n", "rate %", "95% CI", "diff pp", "95% CI "):
+        t.add_column(col)
+    for r in rows:
+        cond = (
+            r.condition + (" (control)" if r.control else "") + (f" [{r.label}]" if r.label else "")
+        )
+        t.add_row(
+            r.task,
+            cond,
+            r.measure,
+            str(r.n),
+            f"{100 * r.rate:.1f}",
+            f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
+            "" if r.diff is None else f"{100 * r.diff:+.1f}",
+            ""
+            if r.diff is None
+            else f"[{100 * (r.diff_low or 0):.1f}, {100 * (r.diff_high or 0):.1f}]",
+        )
+    console.print(t)
+
+
+def _fail(exc: TripwireError) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List the registered scenario tasks."""
+    from tripwire.behavior._scenario import FAMILIES
+    from tripwire.behavior.runner import task_names
+
+    names = task_names()
+    if as_json:
+        sys.stdout.write(json.dumps(names) + "\n")
+        return
+    t = Table(title="tripwire behaviour scenarios")
+    for col in ("task", "conditions (first = control)", "what counts as misaligned"):
+        t.add_column(col)
+    for name in names:
+        fam = FAMILIES[name.split("/", 1)[1]]
+        t.add_row(name, ", ".join(fam.conditions()), fam.summary)
+    console.print(t)
+
+
+@app.command("run")
+def run_cmd(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario names, or 'all'")],
+    model: Annotated[str, typer.Option("--model", "-m", help="any Inspect model")] = (
+        "tripwire/scripted-scheme"
+    ),
+    model_arg: Annotated[
+        list[str] | None, typer.Option("--model-arg", "-M", help="key=value for the provider")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="samples per condition (smoke runs)")
+    ] = None,
+    condition: Annotated[str | None, typer.Option(help="run only this condition")] = None,
+    log_dir: Annotated[Path, typer.Option(help="where .eval logs and results go")] = Path(
+        "logs/behavior"
+    ),
+    interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
+    epochs: Annotated[int, typer.Option(help="repeats of every sample")] = 1,
+    grader: Annotated[
+        str | None, typer.Option(help="model bound to the 'grader' role (LLM judge)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+) -> None:
+    """Run scenarios; write .eval logs plus results.json/results.md with CIs."""
+    from tripwire.behavior.runner import run_scenarios
+
+    try:
+        _, rows = run_scenarios(
+            scenarios,
+            model,
+            _model_args(model_arg),
+            per_condition=limit,
+            log_dir=log_dir,
+            interrogation=interrogation,
+            condition=condition,
+            epochs=epochs,
+            model_roles={"grader": grader} if grader else None,
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+    else:
+        _print(rows, f"{model}: {', '.join(scenarios)}")
+        console.print(f"logs and results in {log_dir}")
+
+
+@app.command("table")
+def table_cmd(
+    logs: Annotated[list[Path], typer.Argument(help=".eval log files")],
+    out: Annotated[Path | None, typer.Option(help="also write results.json/.md here")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Results table (rates, Wilson CIs, difference vs control with CI) from .eval logs."""
+    rows = table(logs)
+    if out is not None:
+        write(rows, out)
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+    else:
+        _print(rows, "results")
+
+
+@app.command("steer")
+def steer_cmd(
+    scenario: Annotated[str, typer.Argument(help="one scenario")],
+    concept: Annotated[str, typer.Option(help="shipped concept, e.g. desperation or calm")],
+    strengths: Annotated[str, typer.Option(help="comma-separated; 0 = off")] = "-8,0,8",
+    layer: Annotated[int | None, typer.Option(help="block (default: the concept's best)")] = None,
+    model: Annotated[str, typer.Option("--model", "-m")] = "tripwire/smollm2-135m",
+    limit: Annotated[int | None, typer.Option("--limit", help="samples per condition")] = None,
+    log_dir: Annotated[Path, typer.Option()] = Path("logs/behavior-steering"),
+    max_new_tokens: Annotated[int, typer.Option()] = 96,
+) -> None:
+    """Outcome rates with a concept amplified, off and suppressed (a table with CIs)."""
+    from tripwire.behavior.runner import steering_comparison
+
+    try:
+        values = [float(s) for s in strengths.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"strengths must be numbers, got {strengths!r}") from None
+    try:
+        rows = steering_comparison(
+            scenario,
+            model,
+            concept,
+            values,
+            layer,
+            limit,
+            log_dir,
+            {"max_new_tokens": max_new_tokens},
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    _print([r for r in rows if r.measure == "misaligned"], f"{scenario} under {concept} steering")
+    console.print(f"logs and steering.json/.md in {log_dir}")
+
+
+if __name__ == "__main__":
+    app()
