@@ -160,6 +160,8 @@ def _jail_argv(work: Path, cfg: BwrapConfig, uid: int | None, env: dict[str, str
         "--bind",
         str(work),
         WORKDIR,
+        "--remount-ro",
+        "/",
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",

@@ -1,0 +1,92 @@
+"""The ``tripwire eval`` commands and the Inspect entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tripwire.behavior.cli import app
+from tripwire.behavior.scenarios import TASKS
+
+runner = CliRunner()
+
+
+def test_list_json_prints_the_registered_task_names() -> None:
+    res = runner.invoke(app, ["list", "--json"])
+    assert res.exit_code == 0, res.output
+    names = json.loads(res.stdout)
+    assert names == [f"tripwire/{n}" for n in TASKS] and len(names) == 12
+
+
+def test_run_writes_logs_and_a_results_table(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "reward_hacking",
+            "jailbreak",
+            "-m",
+            "tripwire/scripted-conditional",
+            "--limit",
+            "2",
+            "--log-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    jb = [r for r in rows if r["task"] == "jailbreak" and r["measure"] == "misaligned"]
+    assert {r["condition"] for r in jb} == {
+        "control",
+        "roleplay",
+        "hypothetical",
+        "prefix_injection",
+    }
+    assert all(r["n"] == 2 for r in jb)
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "results.md").is_file()
+    assert len(list(tmp_path.glob("*.eval"))) == 2
+    table = runner.invoke(app, ["table", *map(str, tmp_path.glob("*.eval"))])
+    assert table.exit_code == 0 and "prefix_injection" in table.stdout
+
+
+def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "nope", "--log-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown scenario" in res.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_inspect_eval_finds_tasks_and_provider_through_the_entry_point(tmp_path: Path) -> None:
+    inspect = Path(sys.executable).with_name("inspect")
+    env = {**os.environ, "INSPECT_LOG_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [
+            str(inspect),
+            "eval",
+            "tripwire/goal_guarding",
+            "--model",
+            "tripwire/scripted-scheme",
+            "--display",
+            "plain",
+            "--log-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (log,) = tmp_path.glob("*.eval")
+    from inspect_ai.log import read_eval_log
+
+    got = read_eval_log(str(log))
+    assert got.results is not None
+    assert all(s.scores and s.scores["scenario_outcome"].value == 1.0 for s in got.samples or [])
