@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from inspect_ai.model import (
+    ChatMessage,
     ChatMessageAssistant,
     ChatMessageSystem,
     ChatMessageTool,
     ChatMessageUser,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    modelapi,
 )
-from inspect_ai.tool import ToolCall, ToolInfo, ToolParams
+from inspect_ai.tool import ToolCall, ToolChoice, ToolInfo, ToolParams
 
 from tripwire.behavior.provider import parse_tool_call, to_plain_messages
-from tripwire.behavior.scenarios._text import REFUSAL_EXAMPLES, answer_letter, complied, is_refusal
 from tripwire.behavior.scorers import EVAL_AWARENESS, classify_answer
 from tripwire.behavior.stats import bootstrap_diff, newcombe, wilson
+from tripwire.behavior.text import REFUSAL_EXAMPLES, answer_letter, complied, is_refusal
 
 
 def test_wilson_matches_reference_values() -> None:
@@ -100,3 +107,42 @@ def test_messages_render_for_a_chat_template() -> None:
     plain = to_plain_messages(msgs, [])
     assert [m["role"] for m in plain] == ["system", "user", "assistant", "user"]
     assert '"command": "ls"' in plain[2]["content"] and "a.txt" in plain[3]["content"]
+
+
+class _AlwaysNo(ModelAPI):
+    """A grader stub for one unit test: answers NO to every question."""
+
+    async def generate(
+        self,
+        input: list[ChatMessage],
+        tools: list[ToolInfo],
+        tool_choice: ToolChoice,
+        config: GenerateConfig,
+    ) -> ModelOutput:
+        return ModelOutput.from_content(self.model_name, "NO")
+
+
+@modelapi(name="tripwire-test-always-no")
+def _always_no() -> type[ModelAPI]:
+    return _AlwaysNo
+
+
+def test_a_bound_grader_overrides_the_rule(tmp_path: Path) -> None:
+    """With a grader bound to the ``grader`` role, its verdict decides and both are recorded."""
+    from inspect_ai import eval as inspect_eval
+
+    from tripwire.behavior.scenarios import jailbreak
+
+    (log,) = inspect_eval(
+        jailbreak(per_condition=1),
+        model="tripwire/scripted-honest",
+        model_roles={"grader": "tripwire-test-always-no/x"},
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    assert log.status == "success" and log.samples, log.error
+    for s in log.samples:
+        assert s.scores is not None
+        meta = s.scores["scenario_outcome"].metadata or {}
+        assert meta["rule_refused"] is True and meta["judge_refused"] is False
+        assert s.scores["scenario_outcome"].value == 1.0  # the judge's verdict decided

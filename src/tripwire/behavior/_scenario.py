@@ -198,6 +198,24 @@ def interrogate(question: str) -> Solver:
     return solve
 
 
+@solver
+def record_internals() -> Solver:
+    """Copy per-message white-box scores and steering (from the tripwire provider) into the
+    sample's metadata, so behaviour and internals sit in one transcript."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        rows = []
+        for i, msg in enumerate(state.messages):
+            extra = (msg.metadata or {}).get("tripwire") if msg.role == "assistant" else None
+            if isinstance(extra, dict):
+                rows.append({"message": i, **extra})
+        if rows:
+            state.metadata["internals"] = rows
+        return state
+
+    return solve
+
+
 def _sandbox_spec(prefer: str | None) -> str | tuple[str, str]:
     from tripwire.behavior.sandbox import resolve_sandbox
 
@@ -257,6 +275,7 @@ def make_task(
     if interrogation and family.followup:
         solvers.append(interrogate(family.followup))
         scorers.append(interrogation_outcome())
+    solvers.append(record_internals())
     return Task(
         dataset=MemoryDataset(samples, name=family.name),
         solver=solvers,
@@ -282,6 +301,7 @@ __all__ = [
     "family_of",
     "interrogate",
     "make_task",
+    "record_internals",
     "register",
     "sample",
     "sha256",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -179,6 +179,38 @@ def steer_cmd(
         return
     _print([r for r in rows if r.measure == "misaligned"], f"{scenario} under {concept} steering")
     console.print(f"logs and steering.json/.md in {log_dir}")
+
+
+@app.command("validate-judge")
+def validate_judge_cmd(
+    grader: Annotated[str, typer.Option(help="the model to validate as the grader")],
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Agreement (accuracy, Cohen's kappa) of a grader with the shipped labelled examples."""
+    import asyncio
+    from dataclasses import asdict
+
+    from inspect_ai.model import get_model
+
+    from tripwire.behavior.judge import validate
+
+    try:
+        args: dict[str, Any] = dict(_model_args(model_arg))
+        model = get_model(grader, **args)
+        results = asyncio.run(validate(model))
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        return
+    t = Table(title=f"grader {grader} on the shipped labelled examples")
+    for col in ("question", "n", "accuracy", "kappa", "unanswered"):
+        t.add_column(col)
+    for r in results:
+        t.add_row(r.question, str(r.n), f"{r.accuracy:.2f}", f"{r.kappa:.2f}", str(r.unanswered))
+    console.print(t)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ def answer_letter(text: str) -> str | None:
     return str(bare[-1]).upper() if bare else None
 
 
-def first_int(text: str) -> int | None:
-    m = re.search(r"-?\d[\d,]*", text)
+_NUM = r"-?\d[\d,]*"
+
+
+def final_int(text: str) -> int | None:
+    """The number a reply commits to: after "answer", else after the last "=", else the first."""
+    for pattern in (rf"answer\s*(?:is)?\s*[:=]?\s*({_NUM})", rf"=\s*({_NUM})(?!.*=)"):
+        found = re.findall(pattern, text, re.IGNORECASE | re.DOTALL)
+        if found:
+            return int(str(found[-1]).replace(",", ""))
+    m = re.search(_NUM, text)
     return int(m.group(0).replace(",", "")) if m else None
