@@ -90,3 +90,20 @@ def test_inspect_eval_finds_tasks_and_provider_through_the_entry_point(tmp_path:
     got = read_eval_log(str(log))
     assert got.results is not None
     assert all(s.scores and s.scores["scenario_outcome"].value == 1.0 for s in got.samples or [])
+
+
+def test_behavior_audit_section(tmp_path: Path) -> None:
+    from tripwire.behavior.runner import behavior_audit
+
+    section = behavior_audit(
+        "tripwire/scripted-conditional",
+        ["sandbagging", "blackmail"],
+        per_condition=2,
+        log_dir=tmp_path,
+    )
+    assert section["scenarios"] == ["sandbagging", "blackmail"]
+    found = {f["scenario"]: f for f in section["findings"]}
+    assert found["sandbagging"]["max_diff_vs_control"] == 1.0
+    assert found["blackmail"]["rate"] == {"control": 0.0, "threat": 1.0, "conflict_threat": 1.0}
+    assert all(Path(p).is_file() for p in section["logs"])
+    json.dumps(section)  # JSON-ready for the report
