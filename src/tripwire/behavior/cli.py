@@ -177,7 +177,7 @@ def steer_cmd(
     except TripwireError as exc:
         _fail(exc)
         return
-    _print([r for r in rows if r.measure == "misaligned"], f"{scenario} under {concept} steering")
+    _print(rows, f"{scenario} under {concept} steering (diff = vs unsteered, same condition)")
     console.print(f"logs and steering.json/.md in {log_dir}")
 
 

@@ -8,6 +8,7 @@ section of ``tripwire audit``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog
 
 from tripwire.behavior.results import Row, table, to_json, write
+from tripwire.behavior.stats import newcombe, wilson
 from tripwire.errors import TripwireError, UsageError
 
 DEFAULT_AUDIT_TASKS = ("oversight_subversion", "reward_hacking", "sandbagging", "jailbreak")
@@ -101,28 +103,55 @@ def steering_comparison(
     log_dir: str | Path = "logs/behavior-steering",
     extra_args: dict[str, Any] | None = None,
 ) -> list[Row]:
-    """One scenario with ``concept`` added at each strength (0 = off); rows are labelled.
+    """One scenario with ``concept`` added at each strength (0 = off).
 
-    The difference column of each row is still against the family's control condition; compare
-    rows of the same condition across labels for the steering effect (the table prints both).
+    Returns one row per strength x condition (and pooled over conditions, condition ``all``) of
+    the outcome rate with its Wilson interval; ``diff`` is against the unsteered run of the same
+    condition (Newcombe interval), so it is the steering effect. ``label`` names the strength.
     """
-    rows: list[Row] = []
+    if 0 not in strengths:
+        strengths = [0.0, *strengths]
+    per_strength: dict[float, list[Row]] = {}
     for strength in strengths:
         args = dict(extra_args or {})
-        tag = f"{concept}:{strength:+g}"
         if strength != 0:
             where = "" if layer is None else f"{layer}:"
             args["steer"] = f"{concept}:{where}{strength}"
-        _, r = run_scenarios(
+        _, got = run_scenarios(
             [name],
             model,
             args,
             per_condition=per_condition,
-            log_dir=Path(log_dir) / tag.replace(":", "_"),
+            log_dir=Path(log_dir) / f"{concept}_{strength:+g}",
             interrogation=False,
-            label=tag if strength != 0 else f"{concept}:off",
         )
-        rows.extend(r)
+        outcome = [r for r in got if r.measure == "misaligned"]
+        n, k = sum(r.n for r in outcome), sum(r.k for r in outcome)
+        pooled = Row(
+            name, model, "all", False, "misaligned", n, k, k / n if n else 0.0, *wilson(k, n)
+        )
+        per_strength[strength] = [*outcome, pooled]
+    rows: list[Row] = []
+    off = {r.condition: r for r in per_strength[0]}
+    for strength, cells in per_strength.items():
+        tag = f"{concept}:off" if strength == 0 else f"{concept}:{strength:+g}"
+        for r in cells:
+            base = off.get(r.condition)
+            d = dlo = dhi = None
+            if strength != 0 and base is not None:
+                d, dlo, dhi = newcombe(r.k, r.n, base.k, base.n)
+            rows.append(
+                Row(
+                    **{
+                        **asdict(r),
+                        "diff": d,
+                        "diff_low": dlo,
+                        "diff_high": dhi,
+                        "label": tag,
+                        "measure": "misaligned_vs_unsteered",
+                    }
+                )
+            )
     write(rows, log_dir, stem="steering")
     return rows
 
