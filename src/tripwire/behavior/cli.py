@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tripwire.behavior.results import Row, table, to_json, write
@@ -33,25 +34,29 @@ def _model_args(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _print(rows: list[Row], title: str) -> None:
-    t = Table(title=title)
-    for col in ("task", "condition", "measure", "n", "rate %", "95% CI", "diff pp", "95% CI "):
-        t.add_column(col)
+    labelled = any(r.label for r in rows)
+    cols = ["task", "condition", "measure", "n", "rate %", "95% CI", "diff pp", "95% CI "]
+    t = Table(title=escape(title))
+    for col in ["run", *cols] if labelled else cols:
+        t.add_column(col, overflow="fold")
     for r in rows:
-        cond = (
-            r.condition + (" (control)" if r.control else "") + (f" [{r.label}]" if r.label else "")
+        diff = "" if r.diff is None else f"{100 * r.diff:+.1f}"
+        dci = (
+            ""
+            if r.diff is None
+            else f"[{100 * (r.diff_low or 0):.1f}, {100 * (r.diff_high or 0):.1f}]"
         )
-        t.add_row(
+        cells = [
             r.task,
-            cond,
+            r.condition + (" (control)" if r.control else ""),
             r.measure,
             str(r.n),
             f"{100 * r.rate:.1f}",
             f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
-            "" if r.diff is None else f"{100 * r.diff:+.1f}",
-            ""
-            if r.diff is None
-            else f"[{100 * (r.diff_low or 0):.1f}, {100 * (r.diff_high or 0):.1f}]",
-        )
+            diff,
+            dci,
+        ]
+        t.add_row(*(escape(c) for c in ([r.label, *cells] if labelled else cells)))
     console.print(t)
 
 

@@ -148,7 +148,7 @@ def steering_comparison(
                         "diff_low": dlo,
                         "diff_high": dhi,
                         "label": tag,
-                        "measure": "misaligned_vs_unsteered",
+                        "measure": "misaligned",
                     }
                 )
             )
