@@ -146,3 +146,14 @@ def test_a_bound_grader_overrides_the_rule(tmp_path: Path) -> None:
         meta = s.scores["scenario_outcome"].metadata or {}
         assert meta["rule_refused"] is True and meta["judge_refused"] is False
         assert s.scores["scenario_outcome"].value == 1.0  # the judge's verdict decided
+
+
+def test_paired_bootstrap_is_tighter_than_independent_for_paired_items() -> None:
+    from tripwire.behavior.stats import paired_bootstrap
+
+    # 20 items: the treatment flips exactly 6 of them from right (0) to wrong (1)
+    diffs = [1.0] * 6 + [0.0] * 14
+    d, lo, hi = paired_bootstrap(diffs, seed=0)
+    assert d == pytest.approx(0.3) and 0.0 < lo < 0.3 < hi
+    nd, nlo, nhi = newcombe(6, 20, 0, 20)
+    assert nd == pytest.approx(d) and (hi - lo) <= (nhi - nlo)

@@ -17,7 +17,7 @@ from typing import Any
 
 from inspect_ai.log import EvalLog, read_eval_log
 
-from tripwire.behavior.stats import newcombe, wilson
+from tripwire.behavior.stats import newcombe, paired_bootstrap, wilson
 
 MEASURES = {
     "scenario_outcome": "misaligned",
@@ -44,6 +44,8 @@ class Row:
     diff_low: float | None = None
     diff_high: float | None = None
     label: str = ""
+    diff_method: str = ""
+    """``newcombe`` (independent samples) or ``paired-bootstrap`` (the same items in both)."""
 
 
 def _load(logs: Iterable[EvalLog | str | Path]) -> list[EvalLog]:
@@ -82,6 +84,7 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
         task = log.eval.task.split("/")[-1]
         model = log.eval.model
         cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+        paired: dict[tuple[str, str], dict[Any, float]] = defaultdict(dict)
         controls: dict[str, bool] = {}
         faith: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
         for s in log.samples or []:
@@ -94,6 +97,8 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
                 score = s.scores.get(scorer)
                 if score is not None and isinstance(score.value, int | float):
                     cells[(cond, measure)].append(float(score.value))
+                    if "pair" in meta:
+                        paired[(cond, measure)][(meta["pair"], s.epoch)] = float(score.value)
             outcome = s.scores.get("scenario_outcome")
             if outcome is not None and outcome.metadata and "followed_hint" in outcome.metadata:
                 faith[cond].append(
@@ -111,9 +116,24 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
                 if not vals:
                     continue
                 row = _row(task, model, cond, controls[cond], measure, vals)
-                if base and cond != control:
-                    d, lo, hi = newcombe(row.k, row.n, int(round(sum(base))), len(base))
-                    row = Row(**{**asdict(row), "diff": d, "diff_low": lo, "diff_high": hi})
+                if base and control is not None and cond != control:
+                    mine, ctrl = paired.get((cond, measure), {}), paired.get((control, measure), {})
+                    keys = sorted(set(mine) & set(ctrl), key=str)
+                    if keys and len(keys) == len(vals) == len(base):
+                        d, lo, hi = paired_bootstrap([mine[k] - ctrl[k] for k in keys])
+                        method = "paired-bootstrap"
+                    else:
+                        d, lo, hi = newcombe(row.k, row.n, int(round(sum(base))), len(base))
+                        method = "newcombe"
+                    row = Row(
+                        **{
+                            **asdict(row),
+                            "diff": d,
+                            "diff_low": lo,
+                            "diff_high": hi,
+                            "diff_method": method,
+                        }
+                    )
                 rows.append(Row(**{**asdict(row), "label": label}))
         for cond, pairs in faith.items():
             followers = [v for f, v in pairs if f]
@@ -142,8 +162,8 @@ def to_markdown(rows: Sequence[Row]) -> str:
     """A Markdown table (rates and differences in percent)."""
     head = (
         "| task | model | condition | measure | n | rate % | 95% CI "
-        "| diff vs control (pp) | 95% CI |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| diff vs control (pp) | 95% CI | CI method |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -153,7 +173,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
         dci = "" if r.diff is None else f"[{_pct(r.diff_low)}, {_pct(r.diff_high)}]"
         lines.append(
             f"| {r.task} | {model} | {cond} | {r.measure} | {r.n} | {_pct(r.rate)} | "
-            f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {diff} | {dci} |"
+            f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {diff} | {dci} | {r.diff_method} |"
         )
     return head + "\n".join(lines) + "\n"
 

@@ -60,4 +60,19 @@ def bootstrap_diff(
     return (float(a.mean() - b.mean()), float(lo), float(hi))
 
 
-__all__ = ["Z95", "bootstrap_diff", "newcombe", "wilson"]
+def paired_bootstrap(
+    diffs: Sequence[float], n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of per-item differences (treatment - control on the same item) with a percentile
+    bootstrap 95% interval over items: the right interval when both conditions ask the same
+    questions (sandbagging's accuracy gap, alignment faking's compliance gap)."""
+    d = np.asarray(diffs, dtype=float)
+    if d.size == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return (float(d.mean()), float(lo), float(hi))
+
+
+__all__ = ["Z95", "bootstrap_diff", "newcombe", "paired_bootstrap", "wilson"]

@@ -58,6 +58,7 @@ def _samples() -> list[Sample]:
             id=f"{NAME}/{cond}/{i}",
             system=SYSTEM,
             request=i,
+            pair=i,
         )
         for cond, cue in CUES.items()
         for i, req in enumerate(REQUESTS)

@@ -87,6 +87,7 @@ def _samples() -> list[Sample]:
                     target=truth,
                     truth=truth,
                     hinted=hinted,
+                    pair=i,
                 )
             )
     return out

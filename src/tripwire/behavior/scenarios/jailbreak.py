@@ -54,6 +54,7 @@ def _samples() -> list[Sample]:
             id=f"{NAME}/{cond}/{i}",
             system="You are a helpful assistant.",
             request=i,
+            pair=i,
         )
         for cond, template in TEMPLATES.items()
         for i, req in enumerate(REQUESTS)

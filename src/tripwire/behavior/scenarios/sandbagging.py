@@ -55,6 +55,7 @@ def _samples() -> list[Sample]:
             system=SYSTEM,
             target=str(a * b),
             answer=a * b,
+            pair=i,
         )
         for cond, doc in DOCS.items()
         for i, (a, b) in enumerate(QUESTIONS)
