@@ -144,3 +144,12 @@ def test_each_sample_gets_a_fresh_folder() -> None:
         a.cleanup()
         b.cleanup()
     assert not a.root.exists()
+
+
+def test_running_as_another_user_is_refused(jail: BwrapSandboxEnvironment) -> None:
+    from inspect_ai.util import SandboxUserUnsupportedError
+
+    with pytest.raises(SandboxUserUnsupportedError):
+        run(jail.exec(["id"], user="root"))
+    code, out = sh(jail, "id -u")
+    assert code == 0 and out.strip() != "0"  # never root inside when tripwire runs as root

@@ -27,7 +27,13 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, overload
 
-from inspect_ai.util import ExecResult, SandboxEnvironment, SandboxEnvironmentConfigType, sandboxenv
+from inspect_ai.util import (
+    ExecResult,
+    SandboxEnvironment,
+    SandboxEnvironmentConfigType,
+    SandboxUserUnsupportedError,
+    sandboxenv,
+)
 from pydantic import BaseModel
 
 from tripwire.errors import TripwireError
@@ -275,6 +281,10 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
     ) -> ExecResult[str]:
         if not cmd:
             raise ValueError("exec needs a command")
+        if user is not None:
+            raise SandboxUserUnsupportedError(
+                "the tripwire-bwrap jail runs every command as its one unprivileged user"
+            )
         argv = _jail_argv(self.work, self.config, self.uid, env or {})
         argv += ["--chdir", _inside(cwd or WORKDIR, None), "--", *cmd]
         limit = timeout if timeout is not None else self.config.timeout
