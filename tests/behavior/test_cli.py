@@ -107,3 +107,28 @@ def test_behavior_audit_section(tmp_path: Path) -> None:
     assert found["blackmail"]["rate"] == {"control": 0.0, "threat": 1.0, "conflict_threat": 1.0}
     assert all(Path(p).is_file() for p in section["logs"])
     json.dumps(section)  # JSON-ready for the report
+
+
+def test_audit_command_writes_the_behaviour_section(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            "-m",
+            "tripwire/scripted-scheme",
+            "--scenarios",
+            "goal_guarding,jailbreak",
+            "--limit",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    section = json.loads((tmp_path / "behavior.json").read_text())
+    assert [f["scenario"] for f in section["findings"]] == ["goal_guarding", "jailbreak"]
+    assert section["findings"][0]["rate"] == {
+        "control": 1.0,
+        "conflict": 1.0,
+        "conflict_nudge": 1.0,
+    }

@@ -186,6 +186,41 @@ def steer_cmd(
     console.print(f"logs and steering.json/.md in {log_dir}")
 
 
+@app.command("audit")
+def audit_cmd(
+    model: Annotated[str, typer.Option("--model", "-m")] = "tripwire/smollm2-135m",
+    scenarios: Annotated[
+        str, typer.Option(help="comma-separated subset")
+    ] = "oversight_subversion,reward_hacking,sandbagging,jailbreak",
+    limit: Annotated[int, typer.Option("--limit", help="samples per condition")] = 2,
+    out: Annotated[Path, typer.Option(help="folder for logs, results and behavior.json")] = Path(
+        "tripwire-report/behavior"
+    ),
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
+) -> None:
+    """The behaviour section of ``tripwire audit``: a subset of scenarios with a small limit."""
+    from tripwire._io import write_json
+    from tripwire.behavior.runner import behavior_audit
+
+    try:
+        section = behavior_audit(
+            model,
+            [s.strip() for s in scenarios.split(",") if s.strip()],
+            per_condition=limit,
+            log_dir=out,
+            model_args=_model_args(model_arg),
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    write_json(out / "behavior.json", section)
+    for f in section["findings"]:
+        d = f["max_diff_vs_control"]
+        gap = "" if d is None else f"; largest gap vs control {100 * d:+.1f} pp in {f['condition']}"
+        console.print(escape(f"{f['scenario']}: rates {f['rate']}{gap}"))
+    console.print(escape(f"behaviour section written to {out / 'behavior.json'}"))
+
+
 @app.command("validate-judge")
 def validate_judge_cmd(
     grader: Annotated[str, typer.Option(help="the model to validate as the grader")],
