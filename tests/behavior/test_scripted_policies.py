@@ -115,6 +115,6 @@ def test_conditional_policy_gives_a_difference_vs_control(logs: dict[str, list[E
     sand = next(r for r in rows if r.task == "sandbagging" and r.condition == "unlearning")
     assert sand.n == 12 and sand.diff_low is not None and sand.diff_low > 0.5
     # the same twelve questions in both conditions: the gap's CI is paired over items
-    assert sand.diff_method == "paired-bootstrap"
+    assert sand.diff_method == "newcombe-paired"
     agentic = next(r for r in rows if r.task == "blackmail" and r.condition == "threat")
     assert agentic.diff_method == "newcombe"

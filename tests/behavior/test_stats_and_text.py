@@ -157,3 +157,18 @@ def test_paired_bootstrap_is_tighter_than_independent_for_paired_items() -> None
     assert d == pytest.approx(0.3) and 0.0 < lo < 0.3 < hi
     nd, nlo, nhi = newcombe(6, 20, 0, 20)
     assert nd == pytest.approx(d) and (hi - lo) <= (nhi - nlo)
+
+
+def test_newcombe_paired_interval() -> None:
+    from tripwire.behavior.stats import newcombe_paired
+
+    # every item agrees: zero difference but an honest, non-degenerate interval
+    d, lo, hi = newcombe_paired([(1, 1)] * 6)
+    assert d == 0.0 and lo == pytest.approx(-hi) and hi > 0.3
+    # 6 of 20 items flip from 0 to 1 and nothing flips back: the interval excludes 0
+    pairs = [(1, 0)] * 6 + [(0, 0)] * 10 + [(1, 1)] * 4
+    d, lo, hi = newcombe_paired(pairs)
+    assert d == pytest.approx(0.3) and 0.0 < lo < 0.3 < hi < 1.0
+    # pairing helps: tighter than treating the two conditions as independent samples
+    _, nlo, nhi = newcombe(10, 20, 4, 20)
+    assert hi - lo < nhi - nlo

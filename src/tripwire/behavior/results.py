@@ -17,7 +17,7 @@ from typing import Any
 
 from inspect_ai.log import EvalLog, read_eval_log
 
-from tripwire.behavior.stats import newcombe, paired_bootstrap, wilson
+from tripwire.behavior.stats import newcombe, newcombe_paired, wilson
 
 MEASURES = {
     "scenario_outcome": "misaligned",
@@ -45,7 +45,7 @@ class Row:
     diff_high: float | None = None
     label: str = ""
     diff_method: str = ""
-    """``newcombe`` (independent samples) or ``paired-bootstrap`` (the same items in both)."""
+    """``newcombe`` (independent samples) or ``newcombe-paired`` (the same items in both)."""
 
 
 def _load(logs: Iterable[EvalLog | str | Path]) -> list[EvalLog]:
@@ -120,8 +120,10 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
                     mine, ctrl = paired.get((cond, measure), {}), paired.get((control, measure), {})
                     keys = sorted(set(mine) & set(ctrl), key=str)
                     if keys and len(keys) == len(vals) == len(base):
-                        d, lo, hi = paired_bootstrap([mine[k] - ctrl[k] for k in keys])
-                        method = "paired-bootstrap"
+                        d, lo, hi = newcombe_paired(
+                            [(int(mine[k] >= 0.5), int(ctrl[k] >= 0.5)) for k in keys]
+                        )
+                        method = "newcombe-paired"
                     else:
                         d, lo, hi = newcombe(row.k, row.n, int(round(sum(base))), len(base))
                         method = "newcombe"
