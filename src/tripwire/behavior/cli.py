@@ -104,6 +104,9 @@ def run_cmd(
     ),
     interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
     epochs: Annotated[int, typer.Option(help="repeats of every sample")] = 1,
+    temperature: Annotated[
+        float | None, typer.Option(help="sampling temperature (default 0, seed 0)")
+    ] = None,
     grader: Annotated[
         str | None, typer.Option(help="model bound to the 'grader' role (LLM judge)")
     ] = None,
@@ -123,6 +126,7 @@ def run_cmd(
             condition=condition,
             epochs=epochs,
             model_roles={"grader": grader} if grader else None,
+            temperature=temperature,
         )
     except TripwireError as exc:
         _fail(exc)

@@ -87,6 +87,7 @@ class LocalChat:
     steering: list[Steering] = field(default_factory=list)
     whitebox: list[str] = field(default_factory=list)
     _vectors: dict[str, Any] = field(default_factory=dict)
+    _calls: int = 0
 
     @classmethod
     def from_args(cls, model_name: str, **args: Any) -> LocalChat:
@@ -117,7 +118,11 @@ class LocalChat:
         return chat
 
     def _generate(
-        self, messages: list[dict[str, str]], max_new_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> tuple[str, dict[str, Any]]:
         from contextlib import ExitStack
 
@@ -131,7 +136,10 @@ class LocalChat:
                 stack.enter_context(
                     steer(self.lm, {layer: vec.directions[layer]}, "add", s.strength)
                 )
-            (text,) = generate(self.lm, [prompt], max_new_tokens=max_new_tokens, batch_size=1)
+            if temperature > 0:
+                text = self._sample(prompt, max_new_tokens, temperature, seed)
+            else:
+                (text,) = generate(self.lm, [prompt], max_new_tokens=max_new_tokens, batch_size=1)
             meta: dict[str, Any] = {}
             if self.steering:
                 meta["steering"] = [s.label() for s in self.steering]
@@ -153,10 +161,37 @@ class LocalChat:
             out[name] = float(np.asarray(vec.zscore(acts[vec.layer]))[0])
         return out
 
+    def _sample(
+        self, prompt: str, max_new_tokens: int, temperature: float, seed: int | None
+    ) -> str:
+        """One sampled continuation (temperature > 0); seeded when ``seed`` is given."""
+        import torch
+
+        self._calls += 1
+        gen = torch.Generator(device="cpu").manual_seed((seed or 0) * 100_003 + self._calls)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        tok = self.lm.tokenizer
+        enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(self.lm.device)
+        with torch.inference_mode():
+            ids = self.lm.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=temperature,
+                top_p=1.0,
+                pad_token_id=tok.pad_token_id,
+            )
+        return str(tok.decode(ids[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+
     async def respond(
-        self, messages: list[dict[str, str]], max_new_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        return await asyncio.to_thread(self._generate, messages, max_new_tokens)
+        """Greedy (temperature 0) or sampled reply, with steering and white-box metadata."""
+        return await asyncio.to_thread(self._generate, messages, max_new_tokens, temperature, seed)
 
 
 __all__ = ["LocalChat", "Steering", "concept_vector", "shared_model"]

@@ -202,7 +202,8 @@ class TripwireModelAPI(ModelAPI):
             return scripted_output(self.model_name, self.policy, input)
         plain = to_plain_messages(input, tools)
         max_new = config.max_tokens or self.local.max_new_tokens
-        text, metadata = await self.local.respond(plain, max_new)
+        temperature = config.temperature or 0.0
+        text, metadata = await self.local.respond(plain, max_new, temperature, config.seed)
         call = parse_tool_call(text, tools) if tools and tool_choice != "none" else None
         if call is not None:
             name, args = call

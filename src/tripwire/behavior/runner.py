@@ -71,6 +71,7 @@ def run_scenarios(
     epochs: int = 1,
     label: str = "",
     model_roles: dict[str, str] | None = None,
+    temperature: float | None = None,
 ) -> tuple[list[EvalLog], list[Row]]:
     """Run scenarios on ``model``; return the logs and the results rows (also written to disk)."""
     tasks = build_tasks(names, per_condition, interrogation, condition)
@@ -84,6 +85,7 @@ def run_scenarios(
         display="none",
         max_tasks=2,
         fail_on_error=False,
+        temperature=temperature,
     )
     failed = [f"{log.eval.task}: {log.error.message}" for log in logs if log.error is not None]
     if failed:
