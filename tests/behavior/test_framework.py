@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tripwire.behavior._scenario import CANARY, FAMILIES
@@ -58,3 +60,20 @@ def test_steering_specs() -> None:
 def test_scripted_policies_take_no_model_args() -> None:
     with pytest.raises(UsageError, match="no model args"):
         TripwireModelAPI("scripted-scheme", steer="calm:1")
+
+
+def test_detector_specs_load_saved_detectors(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tripwire.behavior.local import parse_detectors
+    from tripwire.whitebox import DiffMeans
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 8)), np.r_[np.ones(10), np.zeros(10)]
+    DiffMeans().fit(X, y).save(tmp_path / "deception")
+    ((name, layer, det),) = parse_detectors(f"{tmp_path / 'deception'}:-1", n_layers=30)
+    assert name == "deception" and layer == 29
+    assert det.score_samples(X).shape == (20,)
+    for bad in ("nolayer", f"{tmp_path / 'missing'}:3", f"{tmp_path / 'deception'}:x"):
+        with pytest.raises(UsageError):
+            parse_detectors(bad, n_layers=30)

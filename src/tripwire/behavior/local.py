@@ -11,6 +11,7 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,24 @@ class Steering:
         )
 
 
+def parse_detectors(spec: str, n_layers: int) -> list[tuple[str, int, Any]]:
+    """``PATH:LAYER`` (several ``;``-separated) -> loaded detectors with their block index."""
+    from tripwire.models import resolve_layers
+    from tripwire.whitebox import Detector
+
+    out: list[tuple[str, int, Any]] = []
+    for part in (p.strip() for p in spec.split(";") if p.strip()):
+        path, sep, layer = part.rpartition(":")
+        if not sep or not path:
+            raise UsageError(f"bad detector spec {part!r}: use PATH:LAYER (a saved detector)")
+        try:
+            (idx,) = resolve_layers(int(layer), n_layers)
+        except ValueError:
+            raise UsageError(f"bad detector layer in {part!r}: an integer block index") from None
+        out.append((Path(path).name, idx, Detector.load(path)))
+    return out
+
+
 def shared_model(spec: str, adapter: str | None, dtype: str, device: str) -> LocalModel:
     """Load a model once per process (Inspect may create several provider instances)."""
     key = (spec, adapter, dtype, device)
@@ -86,12 +105,14 @@ class LocalChat:
     max_new_tokens: int = 160
     steering: list[Steering] = field(default_factory=list)
     whitebox: list[str] = field(default_factory=list)
+    detectors: list[tuple[str, int, Any]] = field(default_factory=list)
+    """(name, layer, fitted Detector) scored on every reply (mean activation over the reply)."""
     _vectors: dict[str, Any] = field(default_factory=dict)
     _calls: int = 0
 
     @classmethod
     def from_args(cls, model_name: str, **args: Any) -> LocalChat:
-        known = {"adapter", "device", "dtype", "max_new_tokens", "steer", "whitebox"}
+        known = {"adapter", "device", "dtype", "max_new_tokens", "steer", "whitebox", "detector"}
         bad = set(args) - known
         if bad:
             raise UsageError(
@@ -115,6 +136,8 @@ class LocalChat:
         )
         for name in {s.concept for s in chat.steering} | set(chat.whitebox):
             chat._vectors[name] = concept_vector(lm, name)
+        if args.get("detector"):
+            chat.detectors = parse_detectors(str(args["detector"]), lm.n_layers)
         return chat
 
     def _generate(
@@ -143,7 +166,7 @@ class LocalChat:
             meta: dict[str, Any] = {}
             if self.steering:
                 meta["steering"] = [s.label() for s in self.steering]
-            if self.whitebox and text.strip():
+            if (self.whitebox or self.detectors) and text.strip():
                 meta["whitebox"] = self._scores(messages, text)
         return text.strip(), meta
 
@@ -154,11 +177,15 @@ class LocalChat:
             self.lm.tokenizer, [*messages, {"role": "assistant", "content": text.strip()}]
         )
         out: dict[str, float] = {}
-        layers = sorted({self._vectors[n].layer for n in self.whitebox})
+        layers = sorted(
+            {self._vectors[n].layer for n in self.whitebox} | {lay for _, lay, _ in self.detectors}
+        )
         acts = capture(self.lm, [rendered], layers=layers, positions="mean", batch_size=1)
         for name in self.whitebox:
             vec = self._vectors[name]
             out[name] = float(np.asarray(vec.zscore(acts[vec.layer]))[0])
+        for name, layer, det in self.detectors:
+            out[f"detector:{name}"] = float(np.asarray(det.score_samples(acts[layer]))[0])
         return out
 
     def _sample(

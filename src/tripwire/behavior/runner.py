@@ -17,7 +17,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog
 
 from tripwire.behavior.results import Row, table, to_json, write
-from tripwire.behavior.stats import newcombe, wilson
+from tripwire.behavior.stats import newcombe, newcombe_paired, wilson
 from tripwire.errors import TripwireError, UsageError
 
 DEFAULT_AUDIT_TASKS = ("oversight_subversion", "reward_hacking", "sandbagging", "jailbreak")
@@ -109,17 +109,19 @@ def steering_comparison(
 
     Returns one row per strength x condition (and pooled over conditions, condition ``all``) of
     the outcome rate with its Wilson interval; ``diff`` is against the unsteered run of the same
-    condition (Newcombe interval), so it is the steering effect. ``label`` names the strength.
+    condition (the same samples: Newcombe's paired interval), so it is the steering effect.
+    ``label`` names the strength.
     """
     if 0 not in strengths:
         strengths = [0.0, *strengths]
     per_strength: dict[float, list[Row]] = {}
+    values: dict[float, dict[tuple[str, Any], tuple[str, int]]] = {}
     for strength in strengths:
         args = dict(extra_args or {})
         if strength != 0:
             where = "" if layer is None else f"{layer}:"
             args["steer"] = f"{concept}:{where}{strength}"
-        _, got = run_scenarios(
+        logs, got = run_scenarios(
             [name],
             model,
             args,
@@ -127,6 +129,15 @@ def steering_comparison(
             log_dir=Path(log_dir) / f"{concept}_{strength:+g}",
             interrogation=False,
         )
+        values[strength] = {
+            (str(smp.id), smp.epoch): (
+                str((smp.metadata or {}).get("condition")),
+                int(float(smp.scores["scenario_outcome"].value) >= 0.5),  # type: ignore[arg-type]
+            )
+            for log in logs
+            for smp in log.samples or []
+            if smp.scores and "scenario_outcome" in smp.scores
+        }
         outcome = [r for r in got if r.measure == "misaligned"]
         n, k = sum(r.n for r in outcome), sum(r.k for r in outcome)
         pooled = Row(
@@ -140,8 +151,19 @@ def steering_comparison(
         for r in cells:
             base = off.get(r.condition)
             d = dlo = dhi = None
+            method = ""
             if strength != 0 and base is not None:
-                d, dlo, dhi = newcombe(r.k, r.n, base.k, base.n)
+                pairs = [
+                    (v, values[0][key][1])
+                    for key, (cond, v) in values[strength].items()
+                    if key in values[0] and r.condition in ("all", cond)
+                ]
+                if len(pairs) == r.n == base.n:
+                    d, dlo, dhi = newcombe_paired(pairs)
+                    method = "newcombe-paired"
+                else:
+                    d, dlo, dhi = newcombe(r.k, r.n, base.k, base.n)
+                    method = "newcombe"
             rows.append(
                 Row(
                     **{
@@ -151,6 +173,7 @@ def steering_comparison(
                         "diff_high": dhi,
                         "label": tag,
                         "measure": "misaligned",
+                        "diff_method": method,
                     }
                 )
             )
