@@ -160,11 +160,11 @@ def _pct(x: float | None) -> str:
     return "" if x is None or x != x else f"{100 * x:.1f}"
 
 
-def to_markdown(rows: Sequence[Row]) -> str:
+def to_markdown(rows: Sequence[Row], versus: str = "control") -> str:
     """A Markdown table (rates and differences in percent)."""
     head = (
         "| task | model | condition | measure | n | rate % | 95% CI "
-        "| diff vs control (pp) | 95% CI | CI method |\n"
+        f"| diff vs {versus} (pp) | 95% CI | CI method |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
@@ -184,7 +184,9 @@ def to_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
 
 
-def write(rows: Sequence[Row], out_dir: str | Path, stem: str = "results") -> tuple[Path, Path]:
+def write(
+    rows: Sequence[Row], out_dir: str | Path, stem: str = "results", versus: str = "control"
+) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` atomically into ``out_dir``."""
     from tripwire._io import write_json, write_text
 
@@ -192,7 +194,7 @@ def write(rows: Sequence[Row], out_dir: str | Path, stem: str = "results") -> tu
     out.mkdir(parents=True, exist_ok=True)
     j, m = out / f"{stem}.json", out / f"{stem}.md"
     write_json(j, to_json(rows))
-    write_text(m, to_markdown(rows))
+    write_text(m, to_markdown(rows, versus))
     return j, m
 
 

@@ -177,7 +177,7 @@ def steering_comparison(
                     }
                 )
             )
-    write(rows, log_dir, stem="steering")
+    write(rows, log_dir, stem="steering", versus="unsteered, same samples")
     return rows
 
 
