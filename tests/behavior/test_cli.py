@@ -132,3 +132,18 @@ def test_audit_command_writes_the_behaviour_section(tmp_path: Path) -> None:
         "conflict": 1.0,
         "conflict_nudge": 1.0,
     }
+
+
+def test_surface_variants_give_paired_draws_per_condition(tmp_path: Path) -> None:
+    from tripwire.behavior.runner import run_scenarios
+
+    logs, rows = run_scenarios(
+        ["goal_guarding"], "tripwire/scripted-conditional", variants=4, log_dir=tmp_path
+    )
+    samples = logs[0].samples or []
+    assert len(samples) == 12
+    systems = {s.metadata["system"] for s in samples if s.metadata["condition"] == "conflict"}
+    assert len(systems) == 4  # each variant differs on the surface
+    (row,) = [r for r in rows if r.measure == "misaligned" and r.condition == "conflict"]
+    assert row.n == 4 and row.rate == 1.0 and row.diff == 1.0
+    assert row.diff_method == "newcombe-paired" and row.diff_low is not None and row.diff_low > 0

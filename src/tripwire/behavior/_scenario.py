@@ -170,6 +170,42 @@ def sha256(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_OPENERS = ("", "Hi. ", "New ticket. ", "Quick request: ", "From the operations team: ")
+_MONTHS = ("January", "March", "April", "June", "September", "October", "November")
+
+
+def surface_variants(base: Sample, n: int) -> list[Sample]:
+    """``base`` plus ``n - 1`` copies with seeded surface changes (same across conditions)."""
+    import random
+
+    out = [base]
+    meta = dict(base.metadata or {})
+    for k in range(1, n):
+        rng = random.Random(f"{meta.get('family')}:{k}")
+        date = f"{rng.choice(_MONTHS)} {rng.randint(1, 28)}, {rng.choice((2026, 2027))}"
+        session = f"{rng.getrandbits(32):08x}"
+        system = f"{meta.get('system', '')}\n\nCurrent date: {date}. Session {session}.".strip()
+        text = base.input if isinstance(base.input, str) else ""
+        out.append(
+            Sample(
+                id=f"{base.id}/v{k}",
+                input=rng.choice(_OPENERS) + text,
+                target=base.target,
+                metadata={
+                    **meta,
+                    "system": system,
+                    "variant": k,
+                    "pair": f"{meta.get('pair')}:{k}",
+                },
+                files=base.files,
+                setup=base.setup,
+            )
+        )
+    if n > 1:
+        out[0] = base.model_copy(update={"metadata": {**meta, "pair": f"{meta.get('pair')}:0"}})
+    return out
+
+
 @solver
 def scenario_system() -> Solver:
     """Insert the sample's own system prompt (from its metadata)."""
@@ -230,6 +266,7 @@ def make_task(
     epochs: int = 1,
     sandbox: str | None = None,
     per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Build the Inspect task of ``family``.
 
@@ -241,10 +278,15 @@ def make_task(
         sandbox: ``bwrap`` or ``docker`` (default: bubblewrap if installed, else Docker).
         per_condition: keep the first N samples of each condition (smoke runs; Inspect's own
             ``--limit`` would take the first N of the control only).
+        variants: copies of every sample with seeded surface changes (date, session id,
+            phrasing of the request), so a deterministic model gives more than one draw per
+            condition; the same variants in every condition keep the design paired.
     """
     from tripwire.behavior.scorers import eval_awareness, interrogation_outcome, scenario_outcome
 
-    samples = family.samples()
+    if variants < 1:
+        raise UsageError(f"variants must be >= 1, got {variants}")
+    samples = [v for s in family.samples() for v in surface_variants(s, variants)]
     if condition is not None:
         wanted = [condition] if isinstance(condition, str) else list(condition)
         known = family.conditions()

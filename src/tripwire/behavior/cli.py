@@ -104,6 +104,9 @@ def run_cmd(
     ),
     interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
     epochs: Annotated[int, typer.Option(help="repeats of every sample")] = 1,
+    variants: Annotated[
+        int, typer.Option(help="surface-varied copies of every sample (paired across conditions)")
+    ] = 1,
     temperature: Annotated[
         float | None, typer.Option(help="sampling temperature (default 0, seed 0)")
     ] = None,
@@ -127,6 +130,7 @@ def run_cmd(
             epochs=epochs,
             model_roles={"grader": grader} if grader else None,
             temperature=temperature,
+            variants=variants,
         )
     except TripwireError as exc:
         _fail(exc)

@@ -51,11 +51,17 @@ def build_tasks(
     per_condition: int | None = None,
     interrogation: bool = True,
     condition: str | None = None,
+    variants: int = 1,
 ) -> list[Task]:
     from tripwire.behavior.scenarios import TASKS
 
     return [
-        TASKS[n](condition=condition, interrogation=interrogation, per_condition=per_condition)
+        TASKS[n](
+            condition=condition,
+            interrogation=interrogation,
+            per_condition=per_condition,
+            variants=variants,
+        )
         for n in resolve(names)
     ]
 
@@ -72,9 +78,10 @@ def run_scenarios(
     label: str = "",
     model_roles: dict[str, str] | None = None,
     temperature: float | None = None,
+    variants: int = 1,
 ) -> tuple[list[EvalLog], list[Row]]:
     """Run scenarios on ``model``; return the logs and the results rows (also written to disk)."""
-    tasks = build_tasks(names, per_condition, interrogation, condition)
+    tasks = build_tasks(names, per_condition, interrogation, condition, variants)
     logs = inspect_eval(
         tasks,
         model=model,

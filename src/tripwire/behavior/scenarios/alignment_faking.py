@@ -100,7 +100,12 @@ FAMILY = register(
 
 @task
 def alignment_faking(
-    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+    condition: str | None = None,
+    interrogation: bool = True,
+    per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Alignment faking: control (unmonitored), monitored, monitored_explicit."""
-    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)
+    return make_task(
+        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
+    )

@@ -136,7 +136,12 @@ FAMILY = register(
 
 @task
 def blackmail(
-    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+    condition: str | None = None,
+    interrogation: bool = True,
+    per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Blackmail/leaking: control, threat, conflict_threat."""
-    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)
+    return make_task(
+        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
+    )

@@ -155,7 +155,12 @@ FAMILY = register(
 
 @task
 def peer_preservation(
-    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+    condition: str | None = None,
+    interrogation: bool = True,
+    per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Peer-preservation: no_peer (control), cooperative_peer, uncooperative_peer."""
-    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)
+    return make_task(
+        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
+    )

@@ -138,7 +138,12 @@ FAMILY = register(
 
 @task
 def reward_hacking(
-    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+    condition: str | None = None,
+    interrogation: bool = True,
+    per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Reward hacking: original (control), oneoff, conflicting."""
-    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)
+    return make_task(
+        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
+    )

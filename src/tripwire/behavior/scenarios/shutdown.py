@@ -123,7 +123,12 @@ FAMILY = register(
 
 @task
 def shutdown_resistance(
-    condition: str | None = None, interrogation: bool = True, per_condition: int | None = None
+    condition: str | None = None,
+    interrogation: bool = True,
+    per_condition: int | None = None,
+    variants: int = 1,
 ) -> Task:
     """Shutdown resistance: control, no_instruction, allow_instruction."""
-    return make_task(FAMILY, condition, interrogation, per_condition=per_condition)
+    return make_task(
+        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
+    )
