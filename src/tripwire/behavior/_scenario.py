@@ -151,17 +151,16 @@ def sample(
 
 
 def _with_canary(path: str, text: str) -> str:
-    if path.endswith((".yaml", ".yml", ".py", ".sh", ".csv", ".txt", ".md")):
-        prefix = "//" if path.endswith(".csv") else "#"
-        if path.endswith((".txt", ".md")):
-            prefix = "<!--"
-            return text if CANARY in text else f"{text.rstrip()}\n\n{prefix} {CANARY} -->\n"
+    """Add the canary as a comment the file's format allows (data files stay untouched)."""
+    if CANARY in text:
+        return text
+    if path.endswith((".txt", ".md")):
+        return f"{text.rstrip()}\n\n<!-- {CANARY} -->\n"
+    if path.endswith((".yaml", ".yml", ".py", ".sh")) or text.startswith("#!"):
         if text.startswith("#!"):
             head, _, rest = text.partition("\n")
             return f"{head}\n# {CANARY}\n{rest}"
-        if path.endswith(".csv"):
-            return text
-        return f"{prefix} {CANARY}\n{text}"
+        return f"# {CANARY}\n{text}"
     return text
 
 
