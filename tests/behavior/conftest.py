@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tripwire.behavior.sandbox import BwrapSandboxEnvironment
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import run
 
 from tripwire.behavior.sandbox import (
     BwrapConfig,
@@ -15,6 +16,10 @@ from tripwire.behavior.sandbox import (
     SandboxUnavailable,
     resolve_sandbox,
 )
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
 
 
 def sh(jail: BwrapSandboxEnvironment, script: str, timeout: int = 30) -> tuple[int, str]:
