@@ -90,7 +90,10 @@ def concept_vector(lm: LocalModel, name: str) -> Any:
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", lm.name)
     base = tripwire_home() / "behavior" / "concepts" / safe / name
     if base.with_suffix(".json").is_file():
-        return ConceptVector.load(base)
+        try:
+            return ConceptVector.load(base)
+        except (UsageError, KeyError, ValueError):
+            pass  # written by another tripwire version: extract again
     ((vec, _ev),) = extract_concepts(lm, names=[name])
     base.parent.mkdir(parents=True, exist_ok=True)
     vec.save(base)
