@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tripwire.behavior.results import Row, table, to_json, write
 from tripwire.errors import TripwireError
+
+if TYPE_CHECKING:
+    from tripwire.behavior.results import Row
 
 app = typer.Typer(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbreaks...).")
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -116,6 +118,7 @@ def run_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
 ) -> None:
     """Run scenarios; write .eval logs plus results.json/results.md with CIs."""
+    from tripwire.behavior.results import to_json
     from tripwire.behavior.runner import run_scenarios
 
     try:
@@ -149,6 +152,8 @@ def table_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Results table (rates, Wilson CIs, difference vs control with CI) from .eval logs."""
+    from tripwire.behavior.results import table, to_json, write
+
     rows = table(logs)
     if out is not None:
         write(rows, out)
