@@ -136,11 +136,14 @@ def _jail_argv(work: Path, cfg: BwrapConfig, uid: int | None, env: dict[str, str
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
     mb = 1024 * 1024
+    # RLIMIT_NPROC counts every process of the real uid: a per-sample uid (as root) has none yet;
+    # an ordinary user already runs some, which the jail's budget must come on top of.
+    nproc = cfg.max_processes if uid is not None else cfg.max_processes + _processes_of(os.getuid())
     argv = [
         "prlimit",
         f"--cpu={cfg.cpu_seconds}",
         f"--as={cfg.memory_mb * mb}",
-        f"--nproc={cfg.max_processes}",
+        f"--nproc={nproc}",
         f"--fsize={cfg.max_file_mb * mb}",
         "--core=0",
         "--",
@@ -187,6 +190,20 @@ def _jail_argv(work: Path, cfg: BwrapConfig, uid: int | None, env: dict[str, str
     for key, value in env.items():
         argv += ["--setenv", key, value]
     return argv
+
+
+def _processes_of(uid: int) -> int:
+    """How many processes (threads included, as the kernel counts them) ``uid`` runs now."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                count += len(list((entry / "task").iterdir()))
+        except OSError:
+            continue
+    return count
 
 
 def _inside(path: str, cwd: str | None) -> str:
