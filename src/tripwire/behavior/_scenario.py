@@ -84,11 +84,7 @@ class Family:
     system_prompt: Callable[[dict[str, Any]], str] | None = None
     message_limit: int = 24
     metric_name: str = "misaligned"
-    notes: str = ""
-
-    @property
-    def sandboxed(self) -> bool:
-        return bool(self.tools())
+    """What an outcome of 1 means in this family (``complied``, ``wrong``...), for listings."""
 
     def conditions(self) -> list[str]:
         seen: list[str] = []

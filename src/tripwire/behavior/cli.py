@@ -80,11 +80,11 @@ def list_cmd(
         sys.stdout.write(json.dumps(names) + "\n")
         return
     t = Table(title="tripwire behaviour scenarios")
-    for col in ("task", "conditions (first = control)", "what counts as misaligned"):
+    for col in ("task", "conditions (first = control)", "outcome 1 =", "what it detects"):
         t.add_column(col)
     for name in names:
         fam = FAMILIES[name.split("/", 1)[1]]
-        t.add_row(name, ", ".join(fam.conditions()), fam.summary)
+        t.add_row(name, ", ".join(fam.conditions()), fam.metric_name, fam.summary)
     console.print(t)
 
 
