@@ -1,0 +1,1 @@
+"""Test behaviour: Inspect scenario tasks, scorers, the tripwire provider and sandbox."""

@@ -1,0 +1,270 @@
+"""``tripwire eval``: list, run and tabulate behaviour scenarios.
+
+Mounted by the top-level CLI as ``tripwire eval``; runnable alone with
+``python -m tripwire.behavior.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tripwire.errors import TripwireError
+
+if TYPE_CHECKING:
+    from tripwire.behavior.results import Row
+
+app = typer.Typer(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbreaks...).")
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _model_args(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"model arg {pair!r} is not key=value")
+        out[key] = value
+    return out
+
+
+def _print(rows: list[Row], title: str) -> None:
+    labelled = any(r.label for r in rows)
+    cols = ["task", "condition", "measure", "n", "rate %", "95% CI", "diff pp", "95% CI "]
+    t = Table(title=escape(title))
+    for col in ["run", *cols] if labelled else cols:
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        diff = "" if r.diff is None else f"{100 * r.diff:+.1f}"
+        dci = (
+            ""
+            if r.diff is None
+            else f"[{100 * (r.diff_low or 0):.1f}, {100 * (r.diff_high or 0):.1f}]"
+        )
+        cells = [
+            r.task,
+            r.condition + (" (control)" if r.control else ""),
+            r.measure,
+            str(r.n),
+            f"{100 * r.rate:.1f}",
+            f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
+            diff,
+            dci,
+        ]
+        t.add_row(*(escape(c) for c in ([r.label, *cells] if labelled else cells)))
+    console.print(t)
+
+
+def _fail(exc: TripwireError) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List the registered scenario tasks."""
+    from tripwire.behavior._scenario import FAMILIES
+    from tripwire.behavior.runner import task_names
+
+    names = task_names()
+    if as_json:
+        sys.stdout.write(json.dumps(names) + "\n")
+        return
+    t = Table(title="tripwire behaviour scenarios")
+    for col in ("task", "conditions (first = control)", "outcome 1 =", "what it detects"):
+        t.add_column(col)
+    for name in names:
+        fam = FAMILIES[name.split("/", 1)[1]]
+        t.add_row(name, ", ".join(fam.conditions()), fam.metric_name, fam.summary)
+    console.print(t)
+
+
+@app.command("run")
+def run_cmd(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario names, or 'all'")],
+    model: Annotated[str, typer.Option("--model", "-m", help="any Inspect model")] = (
+        "tripwire/scripted-scheme"
+    ),
+    model_arg: Annotated[
+        list[str] | None, typer.Option("--model-arg", "-M", help="key=value for the provider")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="samples per condition (smoke runs)")
+    ] = None,
+    condition: Annotated[str | None, typer.Option(help="run only this condition")] = None,
+    log_dir: Annotated[Path, typer.Option(help="where .eval logs and results go")] = Path(
+        "logs/behavior"
+    ),
+    interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
+    epochs: Annotated[int, typer.Option(help="repeats of every sample")] = 1,
+    variants: Annotated[
+        int, typer.Option(help="surface-varied copies of every sample (paired across conditions)")
+    ] = 1,
+    temperature: Annotated[
+        float | None, typer.Option(help="sampling temperature (default 0, seed 0)")
+    ] = None,
+    grader: Annotated[
+        str | None, typer.Option(help="model bound to the 'grader' role (LLM judge)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+) -> None:
+    """Run scenarios; write .eval logs plus results.json/results.md with CIs."""
+    from tripwire.behavior.results import to_json
+    from tripwire.behavior.runner import run_scenarios
+
+    try:
+        _, rows = run_scenarios(
+            scenarios,
+            model,
+            _model_args(model_arg),
+            per_condition=limit,
+            log_dir=log_dir,
+            interrogation=interrogation,
+            condition=condition,
+            epochs=epochs,
+            model_roles={"grader": grader} if grader else None,
+            temperature=temperature,
+            variants=variants,
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+    else:
+        _print(rows, f"{model}: {', '.join(scenarios)}")
+        console.print(f"logs and results in {log_dir}")
+
+
+@app.command("table")
+def table_cmd(
+    logs: Annotated[list[Path], typer.Argument(help=".eval log files")],
+    out: Annotated[Path | None, typer.Option(help="also write results.json/.md here")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Results table (rates, Wilson CIs, difference vs control with CI) from .eval logs."""
+    from tripwire.behavior.results import table, to_json, write
+
+    rows = table(logs)
+    if out is not None:
+        write(rows, out)
+    if as_json:
+        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+    else:
+        _print(rows, "results")
+
+
+@app.command("steer")
+def steer_cmd(
+    scenario: Annotated[str, typer.Argument(help="one scenario")],
+    concept: Annotated[str, typer.Option(help="shipped concept, e.g. desperation or calm")],
+    strengths: Annotated[str, typer.Option(help="comma-separated; 0 = off")] = "-8,0,8",
+    layer: Annotated[int | None, typer.Option(help="block (default: the concept's best)")] = None,
+    model: Annotated[str, typer.Option("--model", "-m")] = "tripwire/smollm2-135m",
+    limit: Annotated[int | None, typer.Option("--limit", help="samples per condition")] = None,
+    log_dir: Annotated[Path, typer.Option()] = Path("logs/behavior-steering"),
+    max_new_tokens: Annotated[int, typer.Option()] = 96,
+) -> None:
+    """Outcome rates with a concept amplified, off and suppressed (a table with CIs)."""
+    from tripwire.behavior.runner import steering_comparison
+
+    try:
+        values = [float(s) for s in strengths.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"strengths must be numbers, got {strengths!r}") from None
+    try:
+        rows = steering_comparison(
+            scenario,
+            model,
+            concept,
+            values,
+            layer,
+            limit,
+            log_dir,
+            {"max_new_tokens": max_new_tokens},
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    _print(rows, f"{scenario} under {concept} steering (diff = vs unsteered, same condition)")
+    console.print(f"logs and steering.json/.md in {log_dir}")
+
+
+@app.command("audit")
+def audit_cmd(
+    model: Annotated[str, typer.Option("--model", "-m")] = "tripwire/smollm2-135m",
+    scenarios: Annotated[
+        str, typer.Option(help="comma-separated subset")
+    ] = "oversight_subversion,reward_hacking,sandbagging,jailbreak",
+    limit: Annotated[int, typer.Option("--limit", help="samples per condition")] = 2,
+    out: Annotated[Path, typer.Option(help="folder for logs, results and behavior.json")] = Path(
+        "tripwire-report/behavior"
+    ),
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
+) -> None:
+    """The behaviour section of ``tripwire audit``: a subset of scenarios with a small limit."""
+    from tripwire._io import write_json
+    from tripwire.behavior.runner import behavior_audit
+
+    try:
+        section = behavior_audit(
+            model,
+            [s.strip() for s in scenarios.split(",") if s.strip()],
+            per_condition=limit,
+            log_dir=out,
+            model_args=_model_args(model_arg),
+        )
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    write_json(out / "behavior.json", section)
+    for f in section["findings"]:
+        d = f["max_diff_vs_control"]
+        gap = "" if d is None else f"; largest gap vs control {100 * d:+.1f} pp in {f['condition']}"
+        console.print(escape(f"{f['scenario']}: rates {f['rate']}{gap}"))
+    console.print(escape(f"behaviour section written to {out / 'behavior.json'}"))
+
+
+@app.command("validate-judge")
+def validate_judge_cmd(
+    grader: Annotated[str, typer.Option(help="the model to validate as the grader")],
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Agreement (accuracy, Cohen's kappa) of a grader with the shipped labelled examples."""
+    import asyncio
+    from dataclasses import asdict
+
+    from inspect_ai.model import get_model
+
+    from tripwire.behavior.judge import validate
+
+    try:
+        args: dict[str, Any] = dict(_model_args(model_arg))
+        model = get_model(grader, **args)
+        results = asyncio.run(validate(model))
+    except TripwireError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        return
+    t = Table(title=f"grader {grader} on the shipped labelled examples")
+    for col in ("question", "n", "accuracy", "kappa", "unanswered"):
+        t.add_column(col)
+    for r in results:
+        t.add_row(r.question, str(r.n), f"{r.accuracy:.2f}", f"{r.kappa:.2f}", str(r.unanswered))
+    console.print(t)
+
+
+if __name__ == "__main__":
+    app()
