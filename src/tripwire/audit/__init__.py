@@ -18,7 +18,13 @@ from typing import Any
 
 from tripwire import __version__
 from tripwire._io import write_text
-from tripwire.audit import concepts, pressure, probes, steering  # noqa: F401  (registration)
+from tripwire.audit import (  # noqa: F401  (registration)
+    behavior,
+    concepts,
+    pressure,
+    probes,
+    steering,
+)
 from tripwire.report.html import esc, page, table
 from tripwire.report.sections import AuditContext, ordered_sections
 

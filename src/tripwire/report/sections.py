@@ -38,6 +38,7 @@ class Section(Protocol):
     name: ClassVar[str]
     title: ClassVar[str]
     order: ClassVar[int]
+    #: Sections with ``default = False`` run only when named in ``--sections``.
 
     def run(self, ctx: AuditContext) -> SectionResult: ...
 
@@ -57,14 +58,19 @@ def section(cls: type[Any]) -> type[Any]:
 
 
 def ordered_sections(names: list[str] | None = None) -> list[type[Section]]:
-    """Registered sections in order, optionally only ``names`` (unknown names are an error)."""
+    """Registered sections in order: ``names`` if given (unknown names are an error), else
+    every section whose ``default`` attribute is not ``False``."""
     if names is not None:
         unknown = [n for n in names if n not in SECTIONS]
         if unknown:
             raise UsageError(
                 f"unknown report section(s) {', '.join(unknown)}: choose from {', '.join(SECTIONS)}"
             )
-    chosen = [c for n, c in SECTIONS.items() if names is None or n in names]
+    chosen = [
+        c
+        for n, c in SECTIONS.items()
+        if (n in names if names is not None else getattr(c, "default", True))
+    ]
     return sorted(chosen, key=lambda c: c.order)
 
 
