@@ -44,6 +44,7 @@ PLAN: dict[str, tuple[str, ...]] = {
 }
 ADWIN_GRID = (0.05, 0.02, 0.01, 0.002, 5e-4, 1e-4, 1e-5, 1e-6)
 PH_GRID = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # x baseline std
+MARGIN = 1.5
 KSWIN_GRID = (0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
 
 
@@ -79,6 +80,26 @@ def make_detector(kind: str, param: float, scale: float) -> Any:
     raise UsageError(f"unknown drift detector {kind!r}")
 
 
+def detector_state(det: Any) -> dict[str, float]:
+    """The numbers that make up a river detector's state (to show, and to compare in tests)."""
+    if isinstance(det, rdrift.ADWIN):
+        return {
+            "width": float(det.width),
+            "estimation": float(det.estimation),
+            "variance": float(det.variance),
+            "detections": float(det.n_detections),
+        }
+    if isinstance(det, rdrift.PageHinkley):
+        return {
+            "mean": float(det._x_mean.get()),
+            "sum_increase": float(det._sum_increase),
+            "sum_decrease": float(det._sum_decrease),
+        }
+    if isinstance(det, rdrift.KSWIN):
+        return {"n": float(det.n), "window_sum": float(sum(det.window))}
+    raise UsageError(f"unknown drift detector {type(det).__name__}")
+
+
 def _grid(kind: str) -> tuple[float, ...]:
     return {"ADWIN": ADWIN_GRID, "PageHinkley": PH_GRID, "KSWIN": KSWIN_GRID}[kind]
 
@@ -110,12 +131,16 @@ def calibrate(
     scale = float(np.std(baseline)) or 1e-3
     rng = np.random.default_rng(seed)
     target = max(50.0, arl0 / stride)
-    length = int(min(3 * target, 20_000))
+    # KSWIN runs a KS test per update, so its bootstrap is shorter; with no alarm in ``length``
+    # updates the run length is only known to exceed ``length`` (taken as meeting the target).
+    # The estimate must clear the target by ``MARGIN``: a run length estimated from a handful of
+    # alarms is noisy, and an under-estimated false-alarm rate is the costly mistake.
+    length = int(min(4 * target, 3_000 if kind == "KSWIN" else 40_000))
     chosen = _grid(kind)[-1]
     arl = math.nan
     for param in _grid(kind):
         arl = estimate_arl(kind, param, scale, baseline, length, rng)
-        if arl >= target:
+        if arl >= MARGIN * target:
             chosen = param
             break
     return {"param": chosen, "scale": scale, "arl_estimate": arl * stride, "stride": stride}
@@ -187,12 +212,15 @@ class AgentDrift:
 def _calibrate_all(
     baseline: dict[str, list[float]], arl0: float, stride: int, seed: int
 ) -> dict[str, dict[str, dict[str, float]]]:
+    """Calibrate every detector of :data:`PLAN`. The target ``arl0`` is for the agent as a whole:
+    with ``m`` detectors each gets ``m * arl0`` (a union bound on their false alarms)."""
+    m = sum(len(k) for k in PLAN.values())
     out: dict[str, dict[str, dict[str, float]]] = {}
     for f, kinds in PLAN.items():
         out[f] = {}
         for k in kinds:
             s = stride if k == "KSWIN" else 1
-            out[f][k] = calibrate(k, baseline[f], arl0, seed=seed, stride=s)
+            out[f][k] = calibrate(k, baseline[f], arl0 * m, seed=seed, stride=s)
     return out
 
 
@@ -312,6 +340,7 @@ __all__ = [
     "DriftWatch",
     "calibrate",
     "change_points",
+    "detector_state",
     "estimate_arl",
     "features",
     "make_detector",

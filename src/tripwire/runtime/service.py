@@ -61,6 +61,10 @@ class Service:
     def process_now(self, tenant: int, events: list[Event]) -> list[dict[str, Any]]:
         return self.submit(tenant, events).result(timeout=60)
 
+    def barrier(self, timeout: float = 60.0) -> None:
+        """Return once everything submitted before this call is committed and fed to drift."""
+        self.submit(0, []).result(timeout=timeout)
+
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
@@ -116,6 +120,8 @@ class Service:
         rows: list[dict[str, Any]] = []
         meta: list[tuple[_Job, Pipeline, Event, Processed]] = []
         for j in jobs:
+            if not j.events:
+                continue
             p = self._pipeline(j.tenant)
             for e in j.events:
                 pr = p.process(e)
@@ -137,6 +143,10 @@ class Service:
                     }
                 )
                 meta.append((j, p, e, pr))
+        if not rows:
+            for j in jobs:
+                j.future.set_result([])
+            return
         with self.engine.begin() as conn:
             ids = (
                 conn.execute(
