@@ -81,7 +81,7 @@ def test_auth_and_tenant_isolation(api: Api) -> None:
         ({"agent": "a", "type": "message", "extra": 1}, "extra"),
         ({"events": []}, "events"),
         ({"events": [EV] * 1001}, "events"),
-        ([1, 2, 3], "valid"),
+        ([1, 2, 3], "JSON object"),
         ({"agent": "a", "type": "message", "content": "x" * 64_001}, "content"),
     ],
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ PLAN: dict[str, tuple[str, ...]] = {
 ADWIN_GRID = (0.05, 0.02, 0.01, 0.002, 5e-4, 1e-4, 1e-5, 1e-6)
 PH_GRID = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # x baseline std
 MARGIN = 1.5
+SCALE_FLOOR = 0.05
 KSWIN_GRID = (0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
 
 
@@ -128,22 +129,43 @@ def calibrate(
     """The most sensitive setting of ``kind`` whose bootstrap ARL is at least ``arl0`` events."""
     if len(baseline) < 20:
         raise UsageError("drift calibration needs at least 20 baseline values")
-    scale = float(np.std(baseline)) or 1e-3
-    rng = np.random.default_rng(seed)
+    # A floor on the scale: a feature that was constant in the baseline (no flagged events yet)
+    # must not alarm on its first small departure.
+    scale = max(float(np.std(baseline)), SCALE_FLOOR)
     target = max(50.0, arl0 / stride)
     # KSWIN runs a KS test per update, so its bootstrap is shorter; with no alarm in ``length``
     # updates the run length is only known to exceed ``length`` (taken as meeting the target).
     # The estimate must clear the target by ``MARGIN``: a run length estimated from a handful of
     # alarms is noisy, and an under-estimated false-alarm rate is the costly mistake.
-    length = int(min(4 * target, 3_000 if kind == "KSWIN" else 40_000))
-    chosen = _grid(kind)[-1]
-    arl = math.nan
-    for param in _grid(kind):
-        arl = estimate_arl(kind, param, scale, baseline, length, rng)
-        if arl >= MARGIN * target:
-            chosen = param
-            break
-    return {"param": chosen, "scale": scale, "arl_estimate": arl * stride, "stride": stride}
+    length = int(min(4 * target, 1_000 if kind == "KSWIN" else 20_000))
+    grid = _grid(kind)
+    arls: dict[int, float] = {}
+
+    def ok(i: int) -> bool:
+        if i not in arls:
+            rng = np.random.default_rng([seed, i])
+            arls[i] = estimate_arl(kind, grid[i], scale, baseline, length, rng)
+        return arls[i] >= MARGIN * target
+
+    # The grid runs from most to least sensitive and the run length grows along it, so a
+    # bisection finds the first setting that meets the target in log2(len(grid)) bootstraps.
+    lo, hi = 0, len(grid) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    ok(lo)
+    arl = arls[lo]
+    bound = math.isinf(arl)
+    return {
+        "param": grid[lo],
+        "scale": scale,
+        "arl_estimate": (length if bound else arl) * stride,
+        "arl_is_lower_bound": float(bound),
+        "stride": stride,
+    }
 
 
 @dataclass
@@ -232,7 +254,7 @@ class DriftWatch:
     arl0: float = 5000.0
     kswin_stride: int = 10
     seed: int = 0
-    executor: ThreadPoolExecutor | None = None
+    executor: Executor | None = None
     on_calibrated: Callable[[AgentDrift], None] | None = None
     agents: dict[str, AgentDrift] = field(default_factory=dict)
 

@@ -5,7 +5,7 @@ honeypot trials on the side, drift on committed events. The service and ``tripwi
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ class Pipeline:
     """Monitors and their bookkeeping for one tenant."""
 
     config: RuntimeConfig
-    executor: ThreadPoolExecutor | None = None
+    executor: Executor | None = None
     monitors: list[Monitor] = field(default_factory=list)
     calibrators: dict[str, Calibrator] = field(default_factory=dict)
     budget: AuditBudget = field(init=False)

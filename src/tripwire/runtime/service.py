@@ -10,9 +10,10 @@ monitor, honeypot and drift state, so none of it needs locks.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,13 +41,25 @@ class _Job:
 class Service:
     """Owns the writer thread, the per-tenant pipelines and their persisted state."""
 
-    def __init__(self, engine: Engine, config: RuntimeConfig, max_batch: int = 2000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: RuntimeConfig,
+        max_batch: int = 2000,
+        calibrate_in_process: bool = True,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.max_batch = max_batch
         self.pipelines: dict[int, Pipeline] = {}
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._calib = ThreadPoolExecutor(1, thread_name_prefix="tripwire-calibrate")
+        # Drift calibration (bootstrap run lengths, about a second per agent) runs in a separate
+        # process so it never holds the GIL the ingest path needs.
+        self._calib: Executor = (
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if calibrate_in_process
+            else ThreadPoolExecutor(1, thread_name_prefix="tripwire-calibrate")
+        )
         self._state_rows: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._loop, name="tripwire-writer", daemon=True)
         self._thread.start()

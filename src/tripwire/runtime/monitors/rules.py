@@ -8,6 +8,7 @@ import fnmatch
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,15 @@ class Policy:
     source: str = ""
 
 
+@lru_cache(maxsize=256)
+def _glob_re(globs: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in globs))
+
+
 def _tool_in(tool: str | None, globs: tuple[str, ...]) -> bool:
-    if not tool:
+    if not tool or not globs:
         return False
-    t = tool.lower()
-    return any(fnmatch.fnmatchcase(t, g.lower()) for g in globs)
+    return _glob_re(globs).match(tool.lower()) is not None
 
 
 def _str_list(raw: dict[str, Any], key: str, rid: str) -> tuple[str, ...]:
@@ -155,6 +160,15 @@ class RulesMonitor:
     trusted: bool = True
     threshold: float = 0.5
     _written: OrderedDict[str, OrderedDict[str, None]] = field(default_factory=OrderedDict)
+    _joined: dict[str, re.Pattern[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One alternation per rule. (A single alternation over all rules as a prefilter was
+        # measured slower: it loses the per-rule type/tool filtering and re's literal prefixes.)
+        for rule in self.policy.rules:
+            if rule.patterns:
+                alt = "|".join(f"(?:{p.pattern})" for p in rule.patterns)
+                self._joined[rule.id] = re.compile(alt, re.IGNORECASE)
 
     def _match(self, event: Event, remember: bool) -> MonitorResult:
         text = event.text()
@@ -170,7 +184,8 @@ class RulesMonitor:
             else:
                 if rule.tools and not _tool_in(event.tool, rule.tools):
                     continue
-                hit = not rule.patterns or any(p.search(text) for p in rule.patterns)
+                pat = self._joined.get(rule.id)
+                hit = pat is None or pat.search(text) is not None
             if hit:
                 reasons.append(rule.id)
                 if rule.score > best:
