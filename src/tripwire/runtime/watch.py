@@ -91,7 +91,8 @@ def run_watch(
                 .values(name="local", created_at=datetime.now(UTC))
                 .returning(store.tenants.c.id)
             ).scalar_one()
-    svc = Service(engine, cfg)
+    # Threads, not a second process: on an edge device the footprint is one process.
+    svc = Service(engine, cfg, calibrate_in_process=False)
     try:
         actions: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
