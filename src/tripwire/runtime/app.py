@@ -311,6 +311,32 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
         body, media = response_body(ctype)
         return Response(body, media_type=media)
 
+    @app.post("/v1/chat/completions", tags=["proxy"])
+    async def chat_completions(request: Request, tid: Tenant) -> Response:
+        """OpenAI-compatible proxy (``serve --upstream URL``): forwards to the upstream model,
+        stores and scores its answer, and blocks or defers it before the client sees it.
+        ``X-Tripwire-Agent`` names the agent (default: the body's ``user``, else ``proxy``)."""
+        from tripwire.runtime.proxy import forward
+
+        if cfg.upstream is None:
+            raise HTTPException(404, "proxy mode is off: start the service with --upstream URL")
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise HTTPException(400, "body is not valid JSON") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise HTTPException(400, "body must be a chat completion request with 'messages'")
+        agent = request.headers.get("x-tripwire-agent") or str(body.get("user") or "proxy")
+        session = request.headers.get("x-tripwire-session")
+
+        async def commit(evs: list[Event]) -> list[dict[str, Any]]:
+            return await _commit(request, tid, evs) if evs else []
+
+        out, media, action = await forward(
+            body, cfg.upstream, cfg.upstream_key, agent[:200], session, commit
+        )
+        return Response(out, media_type=media, headers={"x-tripwire-action": action})
+
     def _rows(q: Any) -> list[dict[str, Any]]:
         with engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]

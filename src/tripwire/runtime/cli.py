@@ -6,13 +6,16 @@ Bad input prints one line and exits with code 2; nothing is written.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tripwire.errors import TripwireError, UsageError
+from tripwire.runtime.monitors.base import Monitor
 
 app = typer.Typer(
     help="Runtime watch: the monitor service and its in-process twin.",
@@ -23,6 +26,21 @@ keys_app = typer.Typer(help="API keys (one tenant per key).", no_args_is_help=Tr
 app.add_typer(keys_app, name="keys")
 
 DEFAULT_DB = "sqlite:///tripwire.db"
+
+
+def parse_llm_monitor(spec: str) -> Callable[[], Monitor]:
+    """``NAME=BASE_URL@MODEL[:trusted]`` -> a factory of :class:`LLMMonitor`."""
+    from tripwire.runtime.monitors.llm import LLMMonitor
+
+    name, eq, rest = spec.partition("=")
+    url, at, model = rest.rpartition("@")
+    trusted = model.endswith(":trusted")
+    model = model.removesuffix(":trusted")
+    if not (eq and at and name and url and model):
+        raise UsageError(f"--llm-monitor {spec!r}: expected NAME=BASE_URL@MODEL[:trusted]")
+    LLMMonitor(name, url, model)  # validates the URL now, not at the first event
+    key = os.environ.get("TRIPWIRE_LLM_KEY")
+    return lambda: LLMMonitor(name, url, model, trusted=trusted, api_key=key)
 
 
 def _fail(exc: TripwireError) -> typer.Exit:
@@ -43,6 +61,13 @@ def serve(
     audit_fraction: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.02,
     honeypot_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
     no_drift: Annotated[bool, typer.Option("--no-drift", help="turn behaviour-shift off")] = False,
+    upstream: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL (…/v1) for proxy mode")
+    ] = None,
+    llm_monitor: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=BASE_URL@MODEL[:trusted], repeatable; key from TRIPWIRE_LLM_KEY"),
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first)."""

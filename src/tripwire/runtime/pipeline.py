@@ -35,6 +35,8 @@ class RuntimeConfig:
     drift_baseline: int = 300
     drift_arl0: float = 5000.0
     extra_monitors: list[Callable[[], Monitor]] = field(default_factory=list)
+    upstream: str | None = None
+    upstream_key: str | None = None
     seed: int = 0
 
 
