@@ -139,3 +139,26 @@ def test_proxy_off_and_upstream_down(sqlite_url: str) -> None:
         api2.h = api.h
         r = api2.post("/v1/chat/completions", json={"model": "m", "messages": []})
         assert r.status_code == 502
+
+
+def test_fingerprint_alarms_when_the_endpoint_model_changes(
+    upstream: Upstream, sqlite_url: str
+) -> None:
+    cfg = RuntimeConfig(
+        drift=False,
+        honeypot_rate=0.0,
+        extra_monitors=[lambda: LLMMonitor("judge", upstream.url, "m")],
+    )
+    client, api = open_api(sqlite_url, cfg)
+    with client:
+        first = api.post("/v1/monitors/judge/fingerprint", params={"per_prompt": 8}).json()
+        assert first["reference"] is True
+        same = api.post("/v1/monitors/judge/fingerprint", params={"per_prompt": 8}).json()
+        assert same["shifted"] is False and same["p_value"] > 0.05
+        STATE["canary"] = "b"  # the model behind the endpoint is swapped
+        swapped = api.post("/v1/monitors/judge/fingerprint", params={"per_prompt": 8}).json()
+        assert swapped["shifted"] is True and swapped["p_value"] < 0.01
+        alerts = api.get("/v1/alerts", params={"kind": "integrity"}).json()["alerts"]
+        assert len(alerts) == 1 and alerts[0]["monitor"] == "judge"
+        assert api.post("/v1/monitors/rules/fingerprint").status_code == 404
+    api.engine.dispose()

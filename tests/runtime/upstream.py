@@ -18,6 +18,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from tripwire.runtime.integrity import CANARIES
+
 from .server import free_port
 
 STATE: dict[str, str] = {"monitor": "honest", "canary": "a"}
@@ -61,7 +63,7 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
             return {"role": "assistant", "content": "0"}
         bad = any(w in user.lower() for w in ATTACK_WORDS)
         return {"role": "assistant", "content": "9" if bad else "1"}
-    if user.startswith("CANARY"):
+    if user in CANARIES:
         # Model "a" and model "b" answer the same canaries with different distributions.
         choices = ["Paris", "paris", "Paris."] if STATE["canary"] == "a" else ["Lyon", "Paris?"]
         return {"role": "assistant", "content": _rng.choice(choices)}

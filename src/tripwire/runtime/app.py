@@ -405,6 +405,84 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
         """Each monitor's health: trust, honeypots shown and caught, CUSUM statistic."""
         return {"monitors": _monitors(request, tid)}
 
+    @app.post("/v1/monitors/{name}/fingerprint", tags=["integrity"])
+    def fingerprint(
+        request: Request,
+        tid: Tenant,
+        name: Annotated[str, Path(min_length=1, max_length=100)],
+        per_prompt: Annotated[int, Query(ge=2, le=50)] = 10,
+    ) -> dict[str, Any]:
+        """Ask an LLM monitor's endpoint the fixed canary prompts. The first fingerprint becomes
+        the reference; later ones are compared with it (MMD permutation test) and a shift raises
+        an ``integrity`` alert: the model behind the endpoint changed."""
+        from datetime import UTC, datetime
+
+        from tripwire.runtime.integrity import compare, sample_fingerprint
+        from tripwire.runtime.monitors.llm import LLMMonitor
+
+        svc: Service = request.app.state.service
+        mon = next((m for m in svc.template().monitors if m.name == name), None)
+        if not isinstance(mon, LLMMonitor):
+            raise HTTPException(404, f"no LLM monitor named {name!r}")
+        try:
+            answers = sample_fingerprint(mon.client, mon.model, per_prompt)
+        except Exception as exc:
+            raise HTTPException(502, f"monitor endpoint failed ({type(exc).__name__})") from exc
+        f = store.monitor_fingerprints.c
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            ref = conn.execute(
+                select(f.answers)
+                .where(f.tenant_id == tid, f.monitor == name, f.reference)
+                .order_by(f.id.desc())
+                .limit(1)
+            ).scalar()
+            if ref is None:
+                conn.execute(
+                    store.monitor_fingerprints.insert().values(
+                        tenant_id=tid,
+                        monitor=name,
+                        reference=True,
+                        answers=answers,
+                        p_value=None,
+                        created_at=now,
+                    )
+                )
+                return {"monitor": name, "reference": True, "canaries": len(answers)}
+            res = compare(ref, answers)
+            conn.execute(
+                store.monitor_fingerprints.insert().values(
+                    tenant_id=tid,
+                    monitor=name,
+                    reference=False,
+                    answers=answers,
+                    p_value=res.p_value,
+                    created_at=now,
+                )
+            )
+            if res.shifted:
+                conn.execute(
+                    store.alerts.insert().values(
+                        tenant_id=tid,
+                        event_id=None,
+                        kind="integrity",
+                        monitor=name,
+                        agent=None,
+                        severity="high",
+                        created_at=now,
+                        message=f"monitor {name}: canary answers shifted (p={res.p_value:.4f}); "
+                        "the model behind its endpoint may have been swapped or tampered with",
+                        details={"statistic": res.statistic, "p_value": res.p_value},
+                    )
+                )
+        return {
+            "monitor": name,
+            "reference": False,
+            "statistic": res.statistic,
+            "p_value": res.p_value,
+            "shifted": res.shifted,
+        }
+
     @app.get("/v1/audit", tags=["audit"])
     def get_audit(
         tid: Tenant,

@@ -133,6 +133,19 @@ drift_state = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+monitor_fingerprints = Table(
+    "monitor_fingerprints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("monitor", String(100), nullable=False),
+    Column("reference", Boolean, nullable=False),
+    Column("answers", JSON, nullable=False),
+    Column("p_value", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_fingerprints_monitor", "tenant_id", "monitor", "id"),
+)
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -183,8 +196,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=4, pool_recycle=1800)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database behind ``engine`` to the newest Alembic revision."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database behind ``engine`` to ``revision`` (default: the newest)."""
     from alembic import command
     from alembic.config import Config
 
@@ -192,7 +205,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -212,6 +225,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "migrate",
+    "monitor_fingerprints",
     "monitor_health",
     "normalise_url",
     "tenants",
