@@ -27,12 +27,18 @@ def test_keys_create_prints_a_working_key(sqlite_url: str) -> None:
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    nodb = f"sqlite:///{tmp_path}/never.db"
     r = runner.invoke(app, ["keys", "create", "--db", "mysql://x/y"])
     assert r.exit_code == 2 and "not supported" in r.output
     r = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path}/nope/x.db"])
     assert r.exit_code == 2 and "does not exist" in r.output
-    r = runner.invoke(app, ["serve", "--policy", str(tmp_path / "none.yaml")])
+    r = runner.invoke(app, ["serve", "--db", nodb, "--policy", str(tmp_path / "none.yaml")])
     assert r.exit_code == 2
+    r = runner.invoke(app, ["serve", "--db", nodb, "--llm-monitor", "judge=ftp://x@m"])
+    assert r.exit_code == 2 and "http" in r.output
+    r = runner.invoke(app, ["serve", "--db", nodb, "--probe", "smollm2-135m,det"])
+    assert r.exit_code == 2 and "MODEL,DETECTOR,LAYER" in r.output
+    assert not (tmp_path / "never.db").exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"agent": "a", "type": "message"}\n{"agent": "a", "type": "nope"}\n')
     db = tmp_path / "w.db"

@@ -43,6 +43,17 @@ def parse_llm_monitor(spec: str) -> Callable[[], Monitor]:
     return lambda: LLMMonitor(name, url, model, trusted=trusted, api_key=key)
 
 
+def parse_probe(spec: str) -> Callable[[], Monitor]:
+    """``MODEL,DETECTOR,LAYER`` (a model spec, a saved detector path, a block index)."""
+    from tripwire.runtime.monitors.probe import ProbeMonitor
+
+    parts = spec.split(",")
+    if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
+        raise UsageError(f"--probe {spec!r}: expected MODEL,DETECTOR,LAYER")
+    mon = ProbeMonitor.from_files(parts[0], parts[1], int(parts[2]))  # load once, fail early
+    return lambda: mon
+
+
 def _fail(exc: TripwireError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(exc.exit_code)
@@ -68,6 +79,9 @@ def serve(
         list[str] | None,
         typer.Option(help="NAME=BASE_URL@MODEL[:trusted], repeatable; key from TRIPWIRE_LLM_KEY"),
     ] = None,
+    probe: Annotated[
+        str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first)."""
@@ -79,6 +93,9 @@ def serve(
     from tripwire.runtime.store import make_engine, migrate
 
     try:
+        monitors = [parse_llm_monitor(spec) for spec in llm_monitor or []]
+        if probe:
+            monitors.append(parse_probe(probe))
         load_policy(policy)
         engine = make_engine(db)
         migrate(engine)
@@ -95,6 +112,9 @@ def serve(
         audit_fraction=audit_fraction,
         honeypot_rate=honeypot_rate,
         drift=not no_drift,
+        upstream=upstream,
+        upstream_key=os.environ.get("TRIPWIRE_UPSTREAM_KEY"),
+        extra_monitors=monitors,
     )
     uvicorn.run(
         create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False
@@ -127,12 +147,17 @@ def watch(
     db: Annotated[Path, typer.Option(help="local SQLite file")] = Path("tripwire-watch.db"),
     policy: Annotated[Path | None, typer.Option(help="YAML rules policy")] = None,
     summary: Annotated[Path | None, typer.Option(help="write a JSON summary here")] = None,
+    probe: Annotated[
+        str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
+    ] = None,
 ) -> None:
     """Run the same monitors in-process (no server) over events, stored in a local SQLite file."""
+    from tripwire.runtime.pipeline import RuntimeConfig
     from tripwire.runtime.watch import run_watch
 
     try:
-        result = run_watch(trace, db, policy)
+        extra = [parse_probe(probe)] if probe else []
+        result = run_watch(trace, db, policy, RuntimeConfig(policy=policy, extra_monitors=extra))
     except TripwireError as exc:
         raise _fail(exc) from exc
     text = json.dumps(result, indent=2)
