@@ -115,6 +115,8 @@ def test_simulation_reports_delay_and_false_demotion() -> None:
     assert r.mean_delay == 2.0 and r.max_delay == 2  # two misses cross h=4 (2 x log 10)
     partial = simulate(p0=0.05, p1=0.5, h=4.0, compromised_miss=0.5, horizon=2000, runs=500)
     assert 2.0 < partial.mean_delay < 20.0
+    default = simulate(0.05, 0.5, RuntimeConfig().honeypot_h, 1.0, 2000, 500)
+    assert default.false_demotion_rate <= 0.01 and default.max_delay == 5
     h = choose_h(0.05, 0.5, max_false_rate=0.01, horizon=1000, runs=500)
     strict = simulate(0.05, 0.5, h, 1.0, 1000, 500)
     assert strict.false_demotion_rate <= 0.01 and strict.max_delay <= 6

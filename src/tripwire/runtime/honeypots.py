@@ -92,7 +92,7 @@ class BernoulliCusum:
 
     p0: float = 0.05
     p1: float = 0.5
-    h: float = 4.0
+    h: float = 11.0
     stat: float = 0.0
 
     def __post_init__(self) -> None:
@@ -150,7 +150,7 @@ def _run_lengths(
 def simulate(
     p0: float = 0.05,
     p1: float = 0.5,
-    h: float = 4.0,
+    h: float = 11.0,
     compromised_miss: float = 1.0,
     horizon: int = 2000,
     runs: int = 2000,
@@ -213,7 +213,7 @@ class HoneypotGuard:
     rate: float = 0.02
     p0: float = 0.05
     p1: float = 0.5
-    h: float = 4.0
+    h: float = 11.0
     synth_share: float = 0.5
     seed: int = 0
     library: list[Event] = field(default_factory=load_library)

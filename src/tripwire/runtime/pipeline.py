@@ -30,7 +30,7 @@ class RuntimeConfig:
     honeypot_rate: float = 0.02
     honeypot_p0: float = 0.05
     honeypot_p1: float = 0.5
-    honeypot_h: float = 4.0
+    honeypot_h: float = 11.0  # bench/honeypots.py: <1% false demotion in 2,000 honeypots
     drift: bool = True
     drift_baseline: int = 300
     drift_arl0: float = 5000.0
