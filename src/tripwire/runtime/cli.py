@@ -150,6 +150,9 @@ def watch(
     probe: Annotated[
         str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
     ] = None,
+    embeddings: Annotated[
+        bool, typer.Option("--embeddings", help="windowed MMD on message embeddings (MiniLM)")
+    ] = False,
 ) -> None:
     """Run the same monitors in-process (no server) over events, stored in a local SQLite file."""
     from tripwire.runtime.pipeline import RuntimeConfig
@@ -157,7 +160,8 @@ def watch(
 
     try:
         extra = [parse_probe(probe)] if probe else []
-        result = run_watch(trace, db, policy, RuntimeConfig(policy=policy, extra_monitors=extra))
+        cfg = RuntimeConfig(policy=policy, extra_monitors=extra)
+        result = run_watch(trace, db, policy, cfg, embeddings=embeddings)
     except TripwireError as exc:
         raise _fail(exc) from exc
     text = json.dumps(result, indent=2)

@@ -66,7 +66,11 @@ def read_trace(path: Path) -> list[Event]:
 
 
 def run_watch(
-    trace: Path, db: Path, policy: Path | None = None, config: RuntimeConfig | None = None
+    trace: Path,
+    db: Path,
+    policy: Path | None = None,
+    config: RuntimeConfig | None = None,
+    embeddings: bool = False,
 ) -> dict[str, Any]:
     """Score every event of ``trace`` with the runtime pipeline, storing into SQLite ``db``.
 
@@ -114,8 +118,19 @@ def run_watch(
             ).all()
         )
     engine.dispose()
+    shifts: dict[str, list[dict[str, float]]] = {}
+    if embeddings:
+        from tripwire.runtime.embedding_shift import EmbeddingShift, load_encoder
+
+        es = EmbeddingShift(load_encoder(), arl0=cfg.drift_arl0)
+        by_agent: dict[str, list[str]] = {}
+        for e in evs:
+            if e.type == "message" and e.content:
+                by_agent.setdefault(e.agent, []).append(e.content)
+        shifts = {a: es.update(a, texts) for a, texts in by_agent.items()}
     elapsed = time.perf_counter() - t0
     return {
+        "embedding_shift": shifts,
         "events": len(evs),
         "actions": dict(actions),
         "rules_matched": dict(reasons.most_common()),
