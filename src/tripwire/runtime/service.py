@@ -13,10 +13,10 @@ import logging
 import multiprocessing
 import queue
 import threading
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, select, update
 
@@ -46,7 +46,7 @@ class Service:
         engine: Engine,
         config: RuntimeConfig,
         max_batch: int = 2000,
-        calibrate_in_process: bool = True,
+        calibrate: Literal["process", "inline"] = "process",
     ) -> None:
         self.engine = engine
         self.config = config
@@ -55,10 +55,10 @@ class Service:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         # Drift calibration (bootstrap run lengths, about a second per agent) runs in a separate
         # process so it never holds the GIL the ingest path needs.
-        self._calib: Executor = (
+        self._calib: Executor | None = (
             ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            if calibrate_in_process
-            else ThreadPoolExecutor(1, thread_name_prefix="tripwire-calibrate")
+            if calibrate == "process"
+            else None
         )
         self._state_rows: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._loop, name="tripwire-writer", daemon=True)
@@ -81,7 +81,8 @@ class Service:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
-        self._calib.shutdown(wait=False, cancel_futures=True)
+        if self._calib is not None:
+            self._calib.shutdown(wait=False, cancel_futures=True)
 
     def template(self) -> Pipeline:
         """A pipeline built from the config (names of monitors), for read-only listings."""

@@ -95,8 +95,9 @@ def run_watch(
                 .values(name="local", created_at=datetime.now(UTC))
                 .returning(store.tenants.c.id)
             ).scalar_one()
-    # Threads, not a second process: on an edge device the footprint is one process.
-    svc = Service(engine, cfg, calibrate_in_process=False)
+    # One process, and drift calibrated inline: a batch run has no latency to protect, and on an
+    # edge device the footprint is a single process.
+    svc = Service(engine, cfg, calibrate="inline")
     try:
         actions: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
