@@ -44,7 +44,9 @@ def _load(
 def test_kill9_loses_no_acknowledged_event(db_url: str, tmp_path: Path) -> None:
     engine = migrated(db_url)
     key = create_key(engine, "durable")
-    srv = Server(db_url, tmp_path / "server.log").start()
+    drift_opts = ("--drift-baseline", "40", "--drift-arl0", "500")
+    srv = Server(db_url, tmp_path / "server.log", *drift_opts).start()
+    h = {"Authorization": f"Bearer {key}"}
     acked: list[tuple[int, str]] = []
     stop = threading.Event()
     threads = [
@@ -53,7 +55,15 @@ def test_kill9_loses_no_acknowledged_event(db_url: str, tmp_path: Path) -> None:
     try:
         for t in threads:
             t.start()
-        time.sleep(2.5)
+        # Load until agent-0's drift detectors are calibrated (and persisted), then kill -9.
+        deadline = time.time() + 60
+        while True:
+            drift = httpx.get(f"{srv.url}/v1/drift", headers=h, params={"agent": "agent-0"})
+            if drift.json()["detectors"]:
+                break
+            assert time.time() < deadline, "drift never calibrated under load"
+            time.sleep(0.2)
+        time.sleep(0.5)
         srv.kill9()  # mid-load
     finally:
         stop.set()
@@ -66,9 +76,8 @@ def test_kill9_loses_no_acknowledged_event(db_url: str, tmp_path: Path) -> None:
     missing = [(i, m) for i, m in acked if rows.get(i) != m]
     assert missing == []
     # Restart on the same database and keep going.
-    srv2 = Server(db_url, tmp_path / "server2.log").start()
+    srv2 = Server(db_url, tmp_path / "server2.log", *drift_opts).start()
     try:
-        h = {"Authorization": f"Bearer {key}"}
         r = httpx.post(
             f"{srv2.url}/v1/events",
             headers=h,
@@ -77,6 +86,22 @@ def test_kill9_loses_no_acknowledged_event(db_url: str, tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["events"][0]["id"] > max(i for i, _ in acked)
         got = httpx.get(f"{srv2.url}/v1/events", headers=h, params={"agent": "agent-0"}).json()
         assert got["events"], "events from before the kill are readable"
+        # The restarted service resumed agent-0's detectors: same calibration, not a new one,
+        # and the detectors hold the replayed stream, not just the one event since the restart.
+        after = httpx.get(f"{srv2.url}/v1/drift", headers=h, params={"agent": "agent-0"}).json()
+        assert after["live"]["calibrated"] is True and after["live"]["events_seen"] > 1
+        widths = [s["width"] for k, s in after["live"]["state"].items() if k.endswith("ADWIN")]
+        assert widths and max(widths) > 1
+        key_of = lambda d: (d["feature"], d["detector"])  # noqa: E731
+        assert sorted(map(key_of, after["detectors"])) == sorted(
+            map(key_of, drift.json()["detectors"])
+        )
+        assert {key_of(d): d["params"] for d in after["detectors"]} == {
+            key_of(d): d["params"] for d in drift.json()["detectors"]
+        }
     finally:
         srv2.stop()
+    for log in tmp_path.glob("*.log"):  # no secrets (keys) and no event content in the logs
+        text = log.read_text()
+        assert key not in text and "w0-1-0" not in text
     engine.dispose()

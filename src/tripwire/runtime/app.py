@@ -520,13 +520,29 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
 
     @app.get("/v1/drift", tags=["read"])
     def get_drift(
+        request: Request,
         tid: Tenant,
         agent: Annotated[str, Query(min_length=1, max_length=200)],
         feature: Annotated[Literal["length", "score", "tool_call", "refusal"], Query()] = "score",
         last: Annotated[int, Query(ge=20, le=5000)] = 500,
     ) -> dict[str, Any]:
         """An agent's recent feature stream, its ruptures change points and detector settings."""
-        from tripwire.runtime.drift import change_points, features
+        from tripwire.runtime.drift import change_points, detector_state, features
+
+        svc: Service = request.app.state.service
+        pipe = svc.pipelines.get(tid)
+        live_agent = pipe.drift.agents.get(agent) if pipe and pipe.drift else None
+        live = None
+        if live_agent is not None:
+            live = {
+                "calibrated": live_agent.calibrated,
+                "events_seen": live_agent.n_seen,
+                "alarms": live_agent.alarms,
+                "state": {
+                    f"{f}/{k}": detector_state(d)
+                    for (f, k), d in list(live_agent.detectors.items())
+                },
+            }
 
         c = store.events.c
         rows = _rows(
@@ -546,6 +562,7 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
             "event_ids": [r["id"] for r in rows],
             "values": vals,
             "change_points": change_points(vals),
+            "live": live,
             "detectors": [
                 {k: r[k] for k in ("feature", "detector", "params", "alarms", "last_event_id")}
                 for r in det

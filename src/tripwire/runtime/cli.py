@@ -72,6 +72,10 @@ def serve(
     audit_fraction: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.02,
     honeypot_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
     no_drift: Annotated[bool, typer.Option("--no-drift", help="turn behaviour-shift off")] = False,
+    drift_baseline: Annotated[int, typer.Option(min=30, help="baseline events per agent")] = 300,
+    drift_arl0: Annotated[
+        float, typer.Option(min=10, help="target events between false drift alarms, per agent")
+    ] = 5000.0,
     upstream: Annotated[
         str | None, typer.Option(help="OpenAI-compatible base URL (…/v1) for proxy mode")
     ] = None,
@@ -112,6 +116,8 @@ def serve(
         audit_fraction=audit_fraction,
         honeypot_rate=honeypot_rate,
         drift=not no_drift,
+        drift_baseline=drift_baseline,
+        drift_arl0=drift_arl0,
         upstream=upstream,
         upstream_key=os.environ.get("TRIPWIRE_UPSTREAM_KEY"),
         extra_monitors=monitors,
