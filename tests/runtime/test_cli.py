@@ -38,6 +38,10 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "http" in r.output
     r = runner.invoke(app, ["serve", "--db", nodb, "--probe", "smollm2-135m,det"])
     assert r.exit_code == 2 and "MODEL,DETECTOR,LAYER" in r.output
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"agent": "a", "type": "message"}\n')
+    r = runner.invoke(app, ["serve", "--db", nodb, "--honest", str(few)])
+    assert r.exit_code == 2 and "at least 100" in r.output
     assert not (tmp_path / "never.db").exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"agent": "a", "type": "message"}\n{"agent": "a", "type": "nope"}\n')

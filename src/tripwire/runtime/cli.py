@@ -86,6 +86,10 @@ def serve(
     probe: Annotated[
         str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
     ] = None,
+    honest: Annotated[
+        Path | None,
+        typer.Option(help="honest traffic (JSONL/OTLP): calibrate monitors and thresholds on it"),
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first)."""
@@ -101,6 +105,28 @@ def serve(
         if probe:
             monitors.append(parse_probe(probe))
         load_policy(policy)
+        cfg = RuntimeConfig(
+            policy=policy,
+            audit_fraction=audit_fraction,
+            honeypot_rate=honeypot_rate,
+            drift=not no_drift,
+            drift_baseline=drift_baseline,
+            drift_arl0=drift_arl0,
+            upstream=upstream,
+            upstream_key=os.environ.get("TRIPWIRE_UPSTREAM_KEY"),
+            extra_monitors=monitors,
+        )
+        if honest is not None:
+            from tripwire.runtime.pipeline import calibrate_on_honest
+            from tripwire.runtime.watch import read_trace
+
+            cfg = calibrate_on_honest(cfg, read_trace(honest))
+            t = cfg.thresholds
+            typer.echo(
+                f"thresholds from honest traffic: flag {t.flag:.3f}, defer {t.defer:.3f}, "
+                f"block {t.block:.3f}",
+                err=True,
+            )
         engine = make_engine(db)
         migrate(engine)
     except TripwireError as exc:
@@ -111,17 +137,6 @@ def serve(
             err=True,
         )
         raise typer.Exit(2) from exc
-    cfg = RuntimeConfig(
-        policy=policy,
-        audit_fraction=audit_fraction,
-        honeypot_rate=honeypot_rate,
-        drift=not no_drift,
-        drift_baseline=drift_baseline,
-        drift_arl0=drift_arl0,
-        upstream=upstream,
-        upstream_key=os.environ.get("TRIPWIRE_UPSTREAM_KEY"),
-        extra_monitors=monitors,
-    )
     uvicorn.run(
         create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tripwire.errors import UsageError
 from tripwire.runtime.aggregate import Calibrator, Method, Thresholds, aggregate
 from tripwire.runtime.budget import AuditBudget
 from tripwire.runtime.drift import Alarm, DriftWatch
@@ -35,6 +36,7 @@ class RuntimeConfig:
     drift_baseline: int = 300
     drift_arl0: float = 5000.0
     extra_monitors: list[Callable[[], Monitor]] = field(default_factory=list)
+    calibrators: dict[str, Calibrator] = field(default_factory=dict)
     upstream: str | None = None
     upstream_key: str | None = None
     seed: int = 0
@@ -55,7 +57,6 @@ class Pipeline:
     config: RuntimeConfig
     executor: Executor | None = None
     monitors: list[Monitor] = field(default_factory=list)
-    calibrators: dict[str, Calibrator] = field(default_factory=dict)
     budget: AuditBudget = field(init=False)
     guard: HoneypotGuard = field(init=False)
     drift: DriftWatch | None = field(init=False)
@@ -90,7 +91,11 @@ class Pipeline:
         """Score one real event (before it is stored) and run a honeypot trial when one is due."""
         results = [m.check(event) for m in self.monitors]
         verdict = aggregate(
-            results, self.config.thresholds, self.config.method, self.calibrators, self.excluded()
+            results,
+            self.config.thresholds,
+            self.config.method,
+            self.config.calibrators,
+            self.excluded(),
         )
         reason = self.budget.consider(verdict)
         demoted: list[MonitorHealth] = []
@@ -132,4 +137,38 @@ class Pipeline:
         return out
 
 
-__all__ = ["Pipeline", "Processed", "RuntimeConfig"]
+def calibrate_on_honest(config: RuntimeConfig, honest: list[Event]) -> RuntimeConfig:
+    """A copy of ``config`` calibrated on honest traffic: each monitor gets a :class:`Calibrator`
+    (its score's percentile among honest scores), aggregation becomes ``calibrated`` max, and
+    flag/defer/block thresholds sit at the 98th/99.5th/99.9th percentiles of honest verdicts.
+
+    Rule actions still apply on top (a forbidden tool is blocked whatever its percentile).
+    """
+    from dataclasses import replace
+
+    if len(honest) < 100:
+        raise UsageError("threshold calibration needs at least 100 honest events")
+    probe = Pipeline(replace(config, drift=False, honeypot_rate=0.0))
+    per_monitor: dict[str, list[float]] = {}
+    for e in honest:
+        for r in probe.process(e).verdict.results:
+            per_monitor.setdefault(r.monitor, []).append(r.score)
+    # A monitor that scored every honest event the same (rules: all 0) has no honest
+    # distribution to rank against; it keeps its raw scores and its rule actions.
+    calibrators = {m: Calibrator().fit(v) for m, v in per_monitor.items() if len(set(v)) > 1}
+    fused = [
+        max(
+            calibrators[m].transform(v[i]) if m in calibrators else v[i]
+            for m, v in per_monitor.items()
+        )
+        for i in range(len(honest))
+    ]
+    fit = Thresholds.from_honest(fused)
+    floor = Thresholds()
+    thresholds = Thresholds(
+        max(fit.flag, floor.flag), max(fit.defer, floor.defer), max(fit.block, floor.block)
+    )
+    return replace(config, method="calibrated", calibrators=calibrators, thresholds=thresholds)
+
+
+__all__ = ["Pipeline", "Processed", "RuntimeConfig", "calibrate_on_honest"]
