@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, event, select, update
 
 from tripwire.runtime import store
 from tripwire.runtime.drift import AgentDrift, Alarm, features
@@ -29,6 +29,10 @@ log = logging.getLogger("tripwire.runtime")
 
 REPLAY_LIMIT = 5000
 SEVERITY = {"flag": "low", "defer": "medium", "block": "high"}
+
+
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 @dataclass
@@ -61,6 +65,18 @@ class Service:
             else None
         )
         self._state_rows: list[dict[str, Any]] = []
+        self._stopping = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if engine.dialect.name == "sqlite":
+            # SQLite checkpoints the WAL into the database inside whichever commit crosses 1,000
+            # pages, and that commit then waits for the copy and an fsync: tens of ms on the
+            # ingest path. Here the writer's connections never checkpoint; a side thread does
+            # (PASSIVE: it never blocks the writer), and the last one on stop truncates the WAL.
+            event.listen(engine, "checkout", _no_autocheckpoint)
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="tripwire-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         self._thread = threading.Thread(target=self._loop, name="tripwire-writer", daemon=True)
         self._thread.start()
 
@@ -78,9 +94,26 @@ class Service:
         """Return once everything submitted before this call is committed and fed to drift."""
         self.submit(0, []).result(timeout=timeout)
 
+    def _checkpoint_loop(self) -> None:
+        while not self._stopping.wait(0.5):
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception as exc:  # the next round retries; the WAL only grows meanwhile
+                log.warning("WAL checkpoint failed: %s", type(exc).__name__)
+
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self._stopping.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            event.remove(self.engine, "checkout", _no_autocheckpoint)
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            except Exception as exc:
+                log.warning("final WAL checkpoint failed: %s", type(exc).__name__)
         if self._calib is not None:
             self._calib.shutdown(wait=False, cancel_futures=True)
 
