@@ -6,7 +6,7 @@ CORE   := $(VENV)/.core-installed
 FULL   := $(VENV)/.full-installed
 OUT    ?= tripwire-report
 # Everything the test suite needs: dev tools and every room's optional dependencies.
-EXTRAS ?= dev,behavior
+EXTRAS ?= dev,behavior,runtime
 
 .PHONY: install demo test lint typecheck bench clean sysdeps
 

@@ -1,0 +1,197 @@
+"""OTLP/HTTP trace ingest (JSON and protobuf): spans carrying OpenTelemetry GenAI (``gen_ai.*``) or
+OpenInference (``openinference.span.kind``, ``tool.*``, ``llm.*``) attributes become events.
+
+Mapping, per span:
+- a tool span (``gen_ai.operation.name == "execute_tool"`` or OpenInference kind ``TOOL``) is a
+  ``tool_call`` with the tool's name and arguments (and its result as content when given);
+- a model span (``chat``/``text_completion``/``generate_content`` or kind ``LLM``) is a ``message``
+  carrying the model's output;
+- other spans (agent, chain, retriever, ...) carry no action and are skipped.
+The agent is ``gen_ai.agent.name`` (or ``agent.name``), else the resource's ``service.name``.
+The trace id becomes the event's session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tripwire.errors import DataError
+from tripwire.runtime.events import MAX_CONTENT_CHARS, Event
+
+MODEL_OPS = {"chat", "text_completion", "generate_content", "completion"}
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind)
+
+
+def _attrs(kvs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v[:MAX_CONTENT_CHARS]
+    return json.dumps(v, default=str)[:MAX_CONTENT_CHARS]
+
+
+def _args(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, str):
+        try:
+            parsed = json.loads(v)
+        except ValueError:
+            return {"input": v[:MAX_CONTENT_CHARS]}
+        return parsed if isinstance(parsed, dict) else {"input": parsed}
+    return {"input": v}
+
+
+def _output_messages(a: dict[str, Any]) -> str | None:
+    """Model output from GenAI (``gen_ai.output.messages``, legacy ``gen_ai.completion``) or
+    OpenInference (``llm.output_messages.N.message.content``, ``output.value``)."""
+    raw = a.get("gen_ai.output.messages")
+    if isinstance(raw, str):
+        try:
+            msgs = json.loads(raw)
+        except ValueError:
+            return _text(raw)
+        texts = []
+        for m in msgs if isinstance(msgs, list) else [msgs]:
+            if isinstance(m, dict):
+                for part in m.get("parts", []) or []:
+                    if isinstance(part, dict) and part.get("type") == "text":
+                        texts.append(str(part.get("content", "")))
+                if isinstance(m.get("content"), str):
+                    texts.append(m["content"])
+        if texts:
+            return _text("\n".join(texts))
+    for key in ("gen_ai.completion", "gen_ai.completion.0.content"):
+        if key in a:
+            return _text(a[key])
+    oi = [a[k] for k in sorted(a) if k.startswith("llm.output_messages.") and k.endswith("content")]
+    if oi:
+        return _text("\n".join(str(x) for x in oi))
+    return _text(a.get("output.value"))
+
+
+def span_to_event(
+    attrs: dict[str, Any], resource: dict[str, Any], session: str | None
+) -> Event | None:
+    """One span's event, or None for spans that are not an action."""
+    op = attrs.get("gen_ai.operation.name")
+    kind = str(attrs.get("openinference.span.kind", "")).upper()
+    agent = (
+        attrs.get("gen_ai.agent.name") or attrs.get("agent.name") or resource.get("service.name")
+    )
+    agent = str(agent or "unknown")[:200]
+    model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+    model = model or attrs.get("llm.model_name")
+    model = str(model)[:200] if model else None
+    if op == "execute_tool" or kind == "TOOL":
+        tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name") or "unknown_tool"
+        args = _args(
+            attrs.get("gen_ai.tool.call.arguments")
+            or attrs.get("tool.parameters")
+            or attrs.get("input.value")
+        )
+        result = attrs.get("gen_ai.tool.call.result") or attrs.get("output.value")
+        return Event(
+            agent, "tool_call", _text(result), str(tool)[:200], args, session, model, "otlp"
+        )
+    if op in MODEL_OPS or kind == "LLM":
+        content = _output_messages(attrs)
+        if content is None:
+            return None
+        return Event(agent, "message", content, None, None, session, model, "otlp")
+    return None
+
+
+def parse_request(body: bytes, content_type: str) -> list[Event]:
+    """Decode an OTLP ``ExportTraceServiceRequest`` (JSON or protobuf) into events.
+
+    Raises :class:`DataError` with a one-line message for anything malformed.
+    """
+    req = ExportTraceServiceRequest()
+    ctype = content_type.split(";")[0].strip().lower()
+    hex_ids: list[str | None] = []
+    if ctype == "application/x-protobuf":
+        try:
+            req.ParseFromString(body)
+        except (DecodeError, RuntimeWarning) as exc:
+            raise DataError("body is not a valid OTLP protobuf ExportTraceServiceRequest") from exc
+    elif ctype == "application/json":
+        try:
+            raw = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise DataError("OTLP JSON body must be an object with 'resourceSpans'")
+        # OTLP JSON writes ids as hex, protobuf's JSON mapping expects base64: keep them aside.
+        for rs in (
+            raw.get("resourceSpans", []) if isinstance(raw.get("resourceSpans"), list) else []
+        ):
+            for ss in rs.get("scopeSpans", []) if isinstance(rs, dict) else []:
+                for sp in ss.get("spans", []) if isinstance(ss, dict) else []:
+                    if isinstance(sp, dict):
+                        tid = sp.get("traceId")
+                        hex_ids.append(str(tid)[:64] if tid else None)
+                        for k in _ID_KEYS:
+                            sp.pop(k, None)
+        try:
+            json_format.ParseDict(raw, req, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            msg = str(exc).splitlines()[0][:200] if str(exc) else "invalid"
+            raise DataError(f"body is not an OTLP ExportTraceServiceRequest: {msg}") from exc
+    else:
+        raise DataError(
+            f"unsupported content type {ctype!r}: use application/json or application/x-protobuf"
+        )
+    out: list[Event] = []
+    i = 0
+    for rs in req.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                session = hex_ids[i] if i < len(hex_ids) else (sp.trace_id.hex() or None)
+                i += 1
+                ev = span_to_event(_attrs(sp.attributes), resource, session)
+                if ev is not None:
+                    out.append(ev)
+    return out
+
+
+def response_body(content_type: str, rejected: int = 0) -> tuple[bytes, str]:
+    """An ``ExportTraceServiceResponse`` in the request's encoding."""
+    resp = ExportTraceServiceResponse()
+    if rejected:
+        resp.partial_success.rejected_spans = rejected
+    if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
+        return resp.SerializeToString(), "application/x-protobuf"
+    return json_format.MessageToJson(resp).encode(), "application/json"
+
+
+__all__ = ["parse_request", "response_body", "span_to_event"]

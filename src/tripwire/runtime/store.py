@@ -1,0 +1,232 @@
+"""The runtime database: tables, engine set-up (SQLite WAL or PostgreSQL) and Alembic migrations.
+
+Tables are SQLAlchemy Core ``Table`` objects: the ingest path inserts thousands of rows a second
+and the ORM's unit of work would cost more than the monitors. The schema itself is owned by the
+Alembic revisions in ``runtime/migrations``; :func:`migrate` brings any database to head.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tripwire.errors import UsageError
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("agent", String(200), nullable=False),
+    Column("session", String(200), nullable=True),
+    Column("type", String(20), nullable=False),
+    Column("content", Text, nullable=True),
+    Column("tool", String(200), nullable=True),
+    Column("arguments", JSON, nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("source", String(20), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("verdicts", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_events_tenant_id", "tenant_id", "id"),
+    Index("ix_events_tenant_agent", "tenant_id", "agent", "id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("event_id", Integer, nullable=True),
+    Column("kind", String(20), nullable=False),
+    Column("monitor", String(100), nullable=False),
+    Column("agent", String(200), nullable=True),
+    Column("severity", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_alerts_tenant_id", "tenant_id", "id"),
+)
+
+audit_queue = Table(
+    "audit_queue",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_audit_tenant_status", "tenant_id", "status", "id"),
+)
+
+monitor_health = Table(
+    "monitor_health",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("monitor", String(100), primary_key=True),
+    Column("trusted", Boolean, nullable=False),
+    Column("demoted", Boolean, nullable=False),
+    Column("honeypots_sent", Integer, nullable=False),
+    Column("honeypots_caught", Integer, nullable=False),
+    Column("cusum", Float, nullable=False),
+    Column("demoted_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+drift_state = Table(
+    "drift_state",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("agent", String(200), primary_key=True),
+    Column("feature", String(50), primary_key=True),
+    Column("detector", String(20), primary_key=True),
+    Column("params", JSON, nullable=False),
+    Column("last_event_id", Integer, nullable=False),
+    Column("n_seen", Integer, nullable=False),
+    Column("alarms", Integer, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+monitor_fingerprints = Table(
+    "monitor_fingerprints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("monitor", String(100), nullable=False),
+    Column("reference", Boolean, nullable=False),
+    Column("answers", JSON, nullable=False),
+    Column("p_value", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_fingerprints_monitor", "tenant_id", "monitor", "id"),
+)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``sqlite:///path``, ``postgresql://...`` or a bare file path; pick psycopg 3."""
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UsageError(
+            f"--db {url!r} is not a database URL (sqlite:///FILE or postgresql://...)"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise UsageError(f"--db backend {backend!r} is not supported; use sqlite or postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: readers never block the writer. synchronous=NORMAL keeps every committed transaction
+    # across a process kill (the WAL is in the OS page cache); set TRIPWIRE_SQLITE_SYNC=FULL to
+    # also survive power loss.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA synchronous={os.environ.get('TRIPWIRE_SQLITE_SYNC', 'NORMAL')}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (normalised); SQLite gets WAL and a busy timeout."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            parent = Path(path).parent
+            if not parent.exists():
+                raise UsageError(f"--db folder {parent} does not exist")
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # No pre-ping: it costs a round trip per checkout on the ingest path; stale connections are
+    # recycled instead, and a failed commit answers 503 without acknowledging anything.
+    return create_engine(url, pool_size=8, max_overflow=4, pool_recycle=1800)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database behind ``engine`` to ``revision`` (default: the newest)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+__all__ = [
+    "alerts",
+    "api_keys",
+    "audit_queue",
+    "current_revision",
+    "drift_state",
+    "events",
+    "make_engine",
+    "metadata",
+    "migrate",
+    "monitor_fingerprints",
+    "monitor_health",
+    "normalise_url",
+    "tenants",
+]

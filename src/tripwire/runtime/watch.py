@@ -1,0 +1,158 @@
+"""``tripwire watch``: the service's monitors in-process, with no server and a local SQLite file,
+for a model on an edge device; and :func:`summarise_trace` for ``tripwire audit``'s runtime section.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from tripwire.errors import DataError, UsageError
+from tripwire.runtime import store
+from tripwire.runtime.events import Event, EventIn
+from tripwire.runtime.pipeline import RuntimeConfig
+
+BATCH = 500
+
+
+def read_trace(path: Path) -> list[Event]:
+    """Events from a JSONL file of native events, or OTLP JSON (one request, or one per line, as
+    the OpenTelemetry collector's file exporter writes). ``-`` reads standard input."""
+    from tripwire.runtime.ingest_otlp import parse_request
+
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        if not path.is_file():
+            raise UsageError(f"trace file {path} does not exist")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    stripped = text.strip()
+    if not stripped:
+        raise DataError(f"trace file {path} is empty")
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and "resourceSpans" in whole:
+        return parse_request(stripped.encode(), "application/json")
+    if isinstance(whole, list):
+        lines = [json.dumps(x) for x in whole]
+    else:
+        lines = [ln for ln in stripped.splitlines() if ln.strip()]
+    out: list[Event] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON") from exc
+        if isinstance(raw, dict) and "resourceSpans" in raw:
+            out.extend(parse_request(line.encode(), "application/json"))
+            continue
+        try:
+            out.append(Event.from_in(EventIn.model_validate(raw), source="file"))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err.get("loc", ()))
+            raise DataError(f"{path}:{n}: {loc or 'event'}: {err.get('msg')}") from exc
+    return out
+
+
+def run_watch(
+    trace: Path,
+    db: Path,
+    policy: Path | None = None,
+    config: RuntimeConfig | None = None,
+    embeddings: bool = False,
+) -> dict[str, Any]:
+    """Score every event of ``trace`` with the runtime pipeline, storing into SQLite ``db``.
+
+    The whole file is validated before anything is written.
+    """
+    from tripwire.runtime.service import Service
+
+    evs = read_trace(trace)
+    cfg = config or RuntimeConfig(policy=policy)
+    t0 = time.perf_counter()
+    engine = store.make_engine(str(db))
+    store.migrate(engine)
+    with engine.begin() as conn:
+        tid = conn.execute(
+            select(store.tenants.c.id).where(store.tenants.c.name == "local")
+        ).scalar()
+        if tid is None:
+            from datetime import UTC, datetime
+
+            tid = conn.execute(
+                store.tenants.insert()
+                .values(name="local", created_at=datetime.now(UTC))
+                .returning(store.tenants.c.id)
+            ).scalar_one()
+    # One process, and drift calibrated inline: a batch run has no latency to protect, and on an
+    # edge device the footprint is a single process.
+    svc = Service(engine, cfg, calibrate="inline")
+    try:
+        actions: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for i in range(0, len(evs), BATCH):
+            for r in svc.process_now(tid, evs[i : i + BATCH]):
+                actions[r["action"]] += 1
+                for m in r["monitors"]:
+                    reasons.update(m["reasons"])
+        pipe = svc.pipelines.get(tid)
+        monitors = pipe.monitor_status() if pipe else []
+    finally:
+        svc.stop()
+    with engine.connect() as conn:
+        kinds: dict[str, int] = dict(
+            conn.execute(
+                select(store.alerts.c.kind, func.count())
+                .where(store.alerts.c.tenant_id == tid)
+                .group_by(store.alerts.c.kind)
+            ).all()
+        )
+    engine.dispose()
+    shifts: dict[str, list[dict[str, float]]] = {}
+    if embeddings:
+        from tripwire.runtime.embedding_shift import EmbeddingShift, load_encoder
+
+        es = EmbeddingShift(load_encoder(), arl0=cfg.drift_arl0)
+        by_agent: dict[str, list[str]] = {}
+        for e in evs:
+            if e.type == "message" and e.content:
+                by_agent.setdefault(e.agent, []).append(e.content)
+        shifts = {a: es.update(a, texts) for a, texts in by_agent.items()}
+    elapsed = time.perf_counter() - t0
+    return {
+        "embedding_shift": shifts,
+        "events": len(evs),
+        "actions": dict(actions),
+        "rules_matched": dict(reasons.most_common()),
+        "alerts": kinds,
+        "monitors": monitors,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(len(evs) / elapsed, 1) if elapsed > 0 else None,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "db": str(db),
+    }
+
+
+def summarise_trace(trace: Path, workdir: Path) -> dict[str, Any]:
+    """The runtime section of ``tripwire audit``: a recorded trace through the same monitors.
+
+    Uses a fresh SQLite file under ``workdir`` so the audit never touches a live database.
+    """
+    db = workdir / "runtime-watch.db"
+    if db.exists():
+        db.unlink()
+    return run_watch(trace, db)
+
+
+__all__ = ["read_trace", "run_watch", "summarise_trace"]
