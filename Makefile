@@ -25,7 +25,7 @@ $(FULL): $(CORE)
 
 install: $(FULL)
 
-demo: $(CORE)
+demo: install
 	$(VENV)/bin/tripwire audit --out $(OUT)
 
 lint: install

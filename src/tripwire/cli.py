@@ -40,10 +40,36 @@ app.add_typer(concepts_app, name="concepts")
 
 
 def _mount_rooms() -> None:
-    """Sub-apps of other rooms; each imports its heavy dependencies lazily."""
-    from tripwire.behavior.cli import app as eval_app
+    """Sub-apps of other rooms. A room whose optional dependencies are missing still shows its
+    commands, which then exit 2 naming the extra to install."""
+    from tripwire.behavior.cli import app as eval_app  # imports Inspect lazily
 
     app.add_typer(eval_app, name="eval", help="Behaviour scenarios on Inspect AI.")
+    try:
+        from tripwire.runtime import cli as runtime_cli
+    except ImportError as exc:
+        missing = exc.name or "a dependency"
+
+        def unavailable(name: str) -> None:
+            @app.command(
+                name,
+                help="(needs the runtime extra: pip install 'tripwire[runtime]')",
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            )
+            def _stub() -> None:
+                _fail(
+                    UsageError(
+                        f"`tripwire {name}` needs the runtime extra ({missing} is not "
+                        "installed): pip install 'tripwire[runtime]'"
+                    )
+                )
+
+        for name in ("serve", "watch", "keys"):
+            unavailable(name)
+        return
+    app.command(help=runtime_cli.serve.__doc__)(runtime_cli.serve)
+    app.command(help=runtime_cli.watch.__doc__)(runtime_cli.watch)
+    app.add_typer(runtime_cli.keys_app, name="keys")
 
 
 _mount_rooms()
@@ -137,6 +163,13 @@ def audit(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="cap samples where a section allows")
     ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="a recorded agent trace (JSONL events or OTLP JSON): adds the runtime section",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
@@ -149,6 +182,8 @@ def audit(
     with _errors():
         names = None if sections is None else [s.strip() for s in sections.split(",") if s.strip()]
         ordered_sections(names)  # validate before loading anything
+        if trace is not None and not trace.is_file():
+            raise UsageError(f"--trace {trace} does not exist")
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} exists and is not a folder")
         t0 = time.perf_counter()
@@ -162,6 +197,7 @@ def audit(
                 limit=limit,
                 progress=say,
                 on_section=say.step,
+                trace=trace,
             )
             say.step(len(report["sections"]), len(report["sections"]))
         if as_json:

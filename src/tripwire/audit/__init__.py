@@ -23,8 +23,10 @@ from tripwire.audit import (  # noqa: F401  (registration)
     concepts,
     pressure,
     probes,
+    runtime,
     steering,
 )
+from tripwire.errors import UsageError
 from tripwire.report.html import esc, page, table
 from tripwire.report.sections import AuditContext, ordered_sections
 
@@ -37,20 +39,27 @@ def run_audit(
     limit: int | None = None,
     progress: Callable[[str], None] | None = None,
     on_section: Callable[[int, int], None] | None = None,
+    trace: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the chosen (default: all) sections and write ``report.json`` and ``report.html``.
 
-    Everything is written to a staging folder inside ``out_dir`` and moved into place only when
+    ``trace`` (a recorded agent trace) adds the runtime section. Everything is written to a
+    staging folder inside ``out_dir`` and moved into place only when
     every section has finished, so a failed run leaves ``out_dir`` as it was.
     """
     out = Path(out_dir)
     chosen = ordered_sections(sections)
+    if trace is not None:
+        if not Path(trace).is_file():
+            raise UsageError(f"trace file {trace} does not exist")
+        if sections is None:
+            chosen = ordered_sections([c.name for c in chosen] + ["runtime"])
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tripwire-audit-", dir=out))
     try:
         try:
-            report = _run(lm, chosen, staging, seed, limit, progress, on_section)
+            report = _run(lm, chosen, staging, seed, limit, progress, on_section, trace)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if created:
@@ -74,9 +83,12 @@ def _run(
     limit: int | None,
     progress: Callable[[str], None] | None,
     on_section: Callable[[int, int], None] | None,
+    trace: str | Path | None,
 ) -> dict[str, Any]:
     ctx = AuditContext(lm=lm, seed=seed, limit=limit, progress=progress or (lambda m: None))
     ctx.shared["out_dir"] = out
+    if trace is not None:
+        ctx.shared["trace"] = Path(trace)
     report: dict[str, Any] = {
         "tripwire_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
