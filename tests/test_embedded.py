@@ -46,16 +46,21 @@ def test_embedded_model_loads_cached_and_answers(smol: Any) -> None:
     assert "Paris" in answer[0]
 
 
-def test_concepts_separate_held_out_passages(smol: Any) -> None:
-    results = extract_concepts(smol, ["joy", "sadness", "fear"], n_neutral=16)
-    for _, ev in results:
+@pytest.fixture(scope="module")
+def concepts(smol: Any) -> list[Any]:
+    return extract_concepts(smol, ["joy", "sadness"], n_neutral=16)
+
+
+def test_concepts_separate_held_out_passages(concepts: list[Any]) -> None:
+    for _, ev in concepts:
         assert ev.auroc >= 0.9, (ev.name, ev.auroc)
         assert ev.auroc > ev.random_baseline_auroc
         assert ev.auroc_ci[0] <= ev.auroc <= ev.auroc_ci[1]
 
 
-def test_steering_moves_projection_and_text(smol: Any) -> None:
-    ((vec, _),) = extract_concepts(smol, ["joy"], n_neutral=8)
+def test_steering_moves_projection_and_text(smol: Any, concepts: list[Any]) -> None:
+    vec = concepts[0][0]
+    assert vec.name == "joy"
     layer = vec.layer
     readout = min(smol.n_layers - 1, layer + 4)
     prompts = [smol.prompt(p) for p in neutral_prompts()[-8:]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -65,4 +67,20 @@ def test_watch_runs_the_monitors_in_process(tmp_path: Path) -> None:
     assert s["actions"]["block"] >= 10 and s["actions"]["allow"] >= 400
     assert "weight-exfiltration" in s["rules_matched"]
     assert s["alerts"]["verdict"] >= len(attack_events()) - 1
-    assert 0 < s["peak_rss_mib"] < 1024
+    # The footprint of watch alone: its own process (in-process, pytest's RSS would count).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tripwire.runtime.cli",
+            "watch",
+            str(trace),
+            "--db",
+            str(tmp_path / "w2.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert 0 < json.loads(proc.stdout)["peak_rss_mib"] < 1024
