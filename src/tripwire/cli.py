@@ -37,6 +37,14 @@ concepts_app = typer.Typer(
     help="Shipped concept directions: list, extract, export.", no_args_is_help=True
 )
 app.add_typer(concepts_app, name="concepts")
+probe_app = typer.Typer(
+    help="Probes fit from generic contrast pairs, evaluated on your prompts.", no_args_is_help=True
+)
+app.add_typer(probe_app, name="probe")
+organism_app = typer.Typer(
+    help="Model organisms: build backdoored models as positive controls.", no_args_is_help=True
+)
+app.add_typer(organism_app, name="organism")
 
 err = Console(stderr=True)
 out = Console()
@@ -321,6 +329,82 @@ def steer_cmd(
             f"[bold]before[/]: {before}\n[bold]after ({vec.name} {mode} {strength:+g} @ layer "
             f"{vec.layer})[/]: {after}"
         )
+
+
+def _check_out_file(path: Path, flag: str) -> None:
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file path")
+
+
+@probe_app.command("defection")
+def probe_defection_cmd(
+    eval_file: Annotated[
+        Path,
+        typer.Option("--eval", help='JSONL: {"prompt": str, "label": 0|1} (1 = trigger present)'),
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    null: Annotated[
+        bool,
+        typer.Option(help="with --adapter, also run the probe on the clean base model (the null)"),
+    ] = True,
+    n_random: Annotated[
+        int, typer.Option("--n-random", min=1, help="random directions for the baseline")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Fit the generic defection probe at every layer; score the eval prompts before generation."""
+    from tripwire._io import write_json
+    from tripwire.organisms.defection_probe import attach_null, probe_defection
+    from tripwire.whitebox.datasets import load_eval_file
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        prompts, labels = load_eval_file(eval_file)
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            result = probe_defection(
+                lm, prompts, labels, n_random=n_random, seed=seed, progress=say
+            )
+            if adapter is not None and null:
+                del lm
+                base = _load(model, None, dtype, device, say)
+                say("the null: the same probe on the clean base model")
+                attach_null(
+                    result, probe_defection(base, prompts, labels, n_random=n_random, seed=seed)
+                )
+        data = result.to_dict()
+        data["adapter"] = None if adapter is None else str(adapter)
+        data["eval_file"] = str(eval_file)
+        write_json(json_out, data)
+    table = Table(title=f"defection probe: {result.model}")
+    for col in ("layer", "AUROC", "random (best of N)", "pair CV AUROC"):
+        table.add_column(col)
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.best_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            f"{r['auroc']:.3f}",
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['pair_cv_auroc']:.3f}",
+        )
+    out.print(table)
+    lo, hi = result.auroc_ci
+    out.print(
+        f"layer {result.best_layer} (chosen on the contrast pairs): AUROC {result.auroc:.3f} "
+        f"[{lo:.3f}, {hi:.3f}], recall@1%FPR {result.recall_at_1pct_fpr:.2f}, "
+        f"best of {result.n_random} random directions {result.random_baseline_auroc:.3f}"
+    )
+    if result.null is not None:
+        out.print(
+            f"null (clean base): AUROC {result.null['auroc_at_organism_layer']:.3f} at layer "
+            f"{result.best_layer}, {result.null['auroc']:.3f} at its own layer "
+            f"{result.null['best_layer']}"
+        )
+    out.print(f"wrote {json_out}")
 
 
 def main() -> None:
