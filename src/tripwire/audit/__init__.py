@@ -18,7 +18,13 @@ from typing import Any
 
 from tripwire import __version__
 from tripwire._io import write_text
-from tripwire.audit import concepts, pressure, probes, steering  # noqa: F401  (registration)
+from tripwire.audit import (  # noqa: F401  (registration)
+    concepts,
+    organism,
+    pressure,
+    probes,
+    steering,
+)
 from tripwire.report.html import esc, page, table
 from tripwire.report.sections import AuditContext, ordered_sections
 
@@ -71,6 +77,8 @@ def _run(
 ) -> dict[str, Any]:
     ctx = AuditContext(lm=lm, seed=seed, limit=limit, progress=progress or (lambda m: None))
     ctx.shared["out_dir"] = out
+    # A section may declare ``applies(ctx)``; it is skipped where that is false.
+    chosen = [c for c in chosen if getattr(c, "applies", lambda ctx: True)(ctx)]
     report: dict[str, Any] = {
         "tripwire_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
