@@ -65,6 +65,21 @@ def read_trace(path: Path) -> list[Event]:
     return out
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process image, in MiB.
+
+    Reads ``VmHWM`` (per address space, so it starts afresh at exec); ``ru_maxrss`` would also
+    count the pages of a large parent that forked this process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def run_watch(
     trace: Path,
     db: Path,
@@ -139,7 +154,7 @@ def run_watch(
         "monitors": monitors,
         "seconds": round(elapsed, 3),
         "events_per_s": round(len(evs) / elapsed, 1) if elapsed > 0 else None,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "db": str(db),
     }
 
