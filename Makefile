@@ -43,6 +43,8 @@ test: sysdeps lint typecheck
 
 bench: install
 	$(PY) bench/capture.py
+	$(PY) bench/honeypots.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
