@@ -152,6 +152,20 @@ def test_cli_drift_writes_json_and_the_base_as_a_checkpoint_reads_zero(
         for key in ("ci", "random_abs_z_p95", "random_percentile", "beyond_random"):
             assert key in row[(c, "adapter")]
     assert data["meta"]["n_pairs"] == 8 and "hostility" in res.output
+    assert data["n_prompts"] == len(eval_prompts(12))
+
+
+def test_cli_drift_reads_a_prompt_file(make_lm: Any, tmp_path: Path) -> None:
+    base, adapter = _folders(make_lm, tmp_path)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS[:5]))
+    out = tmp_path / "drift.json"
+    args = ["drift", "--model", str(base), "--checkpoint", str(adapter), "--concepts", "joy"]
+    args += ["--n-pairs", "8", "--prompts", str(prompts), "--json", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["n_prompts"] == 5 and data["meta"]["prompts"] == str(prompts)
 
 
 @pytest.mark.parametrize(
@@ -160,6 +174,7 @@ def test_cli_drift_writes_json_and_the_base_as_a_checkpoint_reads_zero(
         (["--checkpoint", "/no/such/adapter"], "does not exist"),
         (["--checkpoint", ".", "--concepts", "hostility,nope"], "unknown concept 'nope'"),
         (["--checkpoint", ".", "--positions", "first"], "unknown --positions"),
+        (["--checkpoint", ".", "--prompts", "/no/such.jsonl"], "does not exist"),
     ],
 )
 def test_cli_drift_bad_input_exits_2_and_writes_nothing(

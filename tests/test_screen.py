@@ -136,6 +136,7 @@ def test_cli_screen_end_to_end(make_lm: Any, tmp_path: Path) -> None:
     assert {"index", "score", "projection", "own_projection", "snippet"} <= set(d["scores"][0])
     v = d["validation"]
     assert v["n_pos"] == 3 and 0 <= v["auroc"] <= 1 and 0.5 <= v["random_baseline_auroc"] <= 1
+    assert 0.5 <= v["random_median_auroc"] <= v["random_baseline_auroc"]
     assert "top 3 of 9" in res.output
 
 

@@ -490,6 +490,12 @@ def drift_cmd(
     n_pairs: Annotated[
         int, typer.Option("--n-pairs", min=4, help="contrast pairs per concept for the fit")
     ] = 24,
+    prompts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts", help='JSONL of {"prompt": str} to read instead of the shipped set'
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=4, help="cap the evaluation prompts")
     ] = None,
@@ -505,6 +511,7 @@ def drift_cmd(
 ) -> None:
     """Drift of the shipped concepts from --model to each checkpoint, beside random directions."""
     from tripwire._io import write_json
+    from tripwire.whitebox.datasets import read_jsonl
     from tripwire.whitebox.drift import (
         check_concepts,
         eval_prompts,
@@ -520,6 +527,12 @@ def drift_cmd(
         if concepts is not None:
             names = [c.strip() for c in concepts.split(",") if c.strip()]
         names = check_concepts(names)
+        prompts = eval_prompts(limit)
+        if prompts_file is not None:
+            prompts = [r["prompt"] for r in read_jsonl(prompts_file, {"prompt": str})]
+            prompts = prompts[:limit] if limit is not None else prompts
+            if len(prompts) < 3:
+                raise UsageError(f"--prompts {prompts_file} needs at least 3 prompts")
         for c in checkpoint:  # validate every checkpoint before loading anything
             _checkpoint_loader(c, model, dtype, device, err.print)
         t0 = time.perf_counter()
@@ -536,7 +549,7 @@ def drift_cmd(
                 (model, base),
                 ckpts,
                 directions=directions,
-                prompts=eval_prompts(limit),
+                prompts=prompts,
                 positions=positions,  # type: ignore[arg-type]
                 n_random=n_random,
                 seed=seed,
@@ -547,6 +560,8 @@ def drift_cmd(
             {
                 "model": model,
                 "checkpoint_args": list(checkpoint),
+                "prompts": str(prompts_file) if prompts_file else "shipped drift evaluation set",
+                "limit": limit,
                 "n_pairs": n_pairs,
                 "seconds": round(time.perf_counter() - t0, 1),
             }
@@ -640,8 +655,9 @@ def screen_cmd(
         out.print(
             f"labels found: AUROC {v['auroc']:.3f} [{v['auroc_ci'][0]:.3f}, "
             f"{v['auroc_ci'][1]:.3f}], precision@{v['n_pos']} {v['precision_at_n_pos']:.2f}; "
-            f"raw projection {v['raw_projection_auroc']:.3f}; best of {v['n_random']} random "
-            f"directions {v['random_baseline_auroc']:.3f}"
+            f"raw projection {v['raw_projection_auroc']:.3f}; {v['n_random']} random "
+            f"directions: best {v['random_baseline_auroc']:.3f}, median "
+            f"{v['random_median_auroc']:.3f}"
         )
     out.print(f"wrote {json_out}")
 

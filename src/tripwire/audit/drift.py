@@ -17,7 +17,7 @@ from tripwire.report.html import esc, figure, svg, table
 from tripwire.report.sections import AuditContext, SectionResult, section
 
 N_PROMPTS = 48
-N_PAIRS = 12
+N_PAIRS = 8
 N_RANDOM = 500
 
 
@@ -80,6 +80,8 @@ class DriftSection:
                 seed=ctx.seed,
                 progress=lambda name, k, n: ctx.progress(f"drift: direction {k}/{n}: {name}"),
             )
+            for d in directions.values():
+                d.source = f"fitted once on the clean base (difference of means, {N_PAIRS} pairs)"
         n = N_PROMPTS if ctx.limit is None else max(8, min(N_PROMPTS, ctx.limit))
         res = measure_drift(
             ("base", base),

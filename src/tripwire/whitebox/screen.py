@@ -194,6 +194,19 @@ def response_activations(
     return train, own, own_answers
 
 
+def _random_aurocs(X: np.ndarray, y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """AUROC of ``n`` random unit directions on ``X``, each in its better sign."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    dirs = rng.standard_normal((X.shape[1], n))
+    dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    ranks = np.asarray(rankdata(X @ dirs, axis=0), dtype=np.float64)
+    aucs = (ranks[y == 1].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.asarray(np.maximum(aucs, 1 - aucs), dtype=np.float64)
+
+
 def _validation(
     score: np.ndarray,
     proj: np.ndarray,
@@ -202,22 +215,24 @@ def _validation(
     n_random: int,
     seed: int,
 ) -> dict[str, Any]:
-    from tripwire.organisms.defection_probe import best_random_auroc
-
     n_pos = int(labels.sum())
     order = np.argsort(-score, kind="stable")
+    rand = _random_aurocs(diff, labels, n_random, seed)
+    auc = auroc(score, labels)
     return {
         "n_pos": n_pos,
         "n_neg": int(len(labels) - n_pos),
-        "auroc": auroc(score, labels),
+        "auroc": auc,
         "auroc_ci": list(auroc_ci(score, labels, seed=seed)),
         "precision_at_n_pos": float(labels[order[:n_pos]].mean()),
         "raw_projection_auroc": auroc(proj, labels),
         "raw_projection_auroc_ci": list(auroc_ci(proj, labels, seed=seed)),
-        "random_baseline_auroc": best_random_auroc(diff, labels, n_random, seed),
+        "random_baseline_auroc": float(rand.max()),
+        "random_median_auroc": float(np.median(rand)),
+        "random_percentile": float(100.0 * (rand < auc).mean()),
         "n_random": n_random,
-        "random_baseline": "best of n_random random unit directions scoring the same "
-        "projection difference, each in its better sign",
+        "random_baseline": "n_random random unit directions scoring the same projection "
+        "difference, each in its better sign: the best of them (strict) and the median",
     }
 
 
