@@ -18,6 +18,7 @@ from tripwire.whitebox.drift import (
     eval_prompts,
     fit_directions,
     measure_drift,
+    read_checkpoint,
 )
 
 runner = CliRunner()
@@ -211,12 +212,15 @@ def test_embedded_model_drift_sees_a_planted_shift() -> None:
     lm = load_model("smollm2-135m")
     layer = lm.n_layers // 2
     dirs = fit_directions(lm, ["hostility"], layers=[layer], n_pairs=8)
-    prompts = eval_prompts(16)
-    res0 = measure_drift(("base", lm), [("same", lm)], directions=dirs, prompts=prompts)
-    same = res0.row("hostility", "same")
+    prompts = eval_prompts(12)
+    ref = read_checkpoint(lm, prompts, [layer])
+    sd = float((ref[layer] @ dirs["hostility"].vector).std(ddof=1))
+    shifted = _shift_block(lm, layer, 2.0 * sd * dirs["hostility"].vector)
+    res = measure_drift(
+        ("base", lm), [("same", lm), ("shifted", shifted)], directions=dirs, prompts=prompts
+    )
+    same = res.row("hostility", "same")
     assert same.drift_z == 0.0 and not same.beyond_random
-    shifted = _shift_block(lm, layer, 2.0 * same.reference_std * dirs["hostility"].vector)
-    res = measure_drift(("base", lm), [("shifted", shifted)], directions=dirs, prompts=prompts)
     r = res.row("hostility", "shifted")
     assert r.drift_z == pytest.approx(2.0, rel=1e-2)
     assert r.beyond_random and r.random_percentile == 100.0

@@ -488,7 +488,7 @@ def drift_cmd(
         str | None, typer.Option("--concepts", help="comma-separated subset; default all 12")
     ] = None,
     n_pairs: Annotated[
-        int, typer.Option("--n-pairs", min=4, help="contrast pairs per concept for the fit")
+        int, typer.Option("--n-pairs", min=8, help="contrast pairs per concept for the fit")
     ] = 24,
     prompts_file: Annotated[
         Path | None,
@@ -610,7 +610,7 @@ def screen_cmd(
         int, typer.Option("--max-new-tokens", min=1, help="length of the model's own answers")
     ] = 48,
     n_pairs: Annotated[
-        int, typer.Option("--n-pairs", min=4, help="contrast pairs for the trait direction")
+        int, typer.Option("--n-pairs", min=8, help="contrast pairs for the trait direction")
     ] = 24,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: DeviceOpt = "cpu",

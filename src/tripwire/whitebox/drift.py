@@ -379,7 +379,12 @@ def measure_drift(
     labels = [reference[0]] + [label for label, _ in checkpoints]
     if len(set(labels)) != len(labels):
         raise UsageError(f"checkpoint labels must be distinct, got {labels}")
-    chosen = check_concepts(names if directions is None else list(directions))
+    if directions is None:
+        chosen = check_concepts(names)
+    else:
+        chosen = list(directions) if names is None else [n for n in names if n in directions]
+        if not chosen:
+            raise UsageError(f"none of {names} is among the given directions {list(directions)}")
     texts = list(prompts) if prompts is not None else eval_prompts()
     ref_lm = reference[1] if isinstance(reference[1], LocalModel) else reference[1]()
     if directions is None:
