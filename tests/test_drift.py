@@ -224,3 +224,22 @@ def test_embedded_model_drift_sees_a_planted_shift() -> None:
     r = res.row("hostility", "shifted")
     assert r.drift_z == pytest.approx(2.0, rel=1e-2)
     assert r.beyond_random and r.random_percentile == 100.0
+
+
+def test_audit_drift_reuses_the_concepts_sections_vectors(make_lm: Any, tmp_path: Path) -> None:
+    from tripwire.audit.drift import DriftSection
+    from tripwire.models import load_model
+    from tripwire.report.sections import AuditContext
+    from tripwire.whitebox.concepts import ConceptVector
+
+    base, adapter = _folders(make_lm, tmp_path)
+    lm = load_model(str(base), adapter=adapter)
+    u = np.random.default_rng(0).standard_normal(lm.d_model)
+    u /= np.linalg.norm(u)
+    vec = ConceptVector(name="fear", layer=1, directions={1: u}, readout_w=u)
+    ctx = AuditContext(lm=lm, limit=8, shared={"concept_vectors": {"fear": vec}})
+    res = DriftSection().run(ctx)
+    d = res.data["drift"]
+    assert [r["concept"] for r in d["drift"]] == ["fear"] and d["drift"][0]["layer"] == 1
+    assert "concepts section" in d["directions"][0]["source"]
+    assert "fear" in res.summary
