@@ -559,6 +559,14 @@ def probe_eval_awareness_cmd(
             _check_out_file(save, "--save")
             if not save.parent.is_dir():
                 raise UsageError(f"--save {save}: folder {save.parent} does not exist")
+            meta = (save.with_suffix("") if save.suffix == ".safetensors" else save).with_suffix(
+                ".json"
+            )
+            if meta.resolve() == json_out.resolve():
+                raise UsageError(
+                    f"--save {save} writes its parameters to {meta}, the same file as --json; "
+                    "give --json another name"
+                )
         with _spinner() as say:
             lm = _load(model, adapter, dtype, device, say)
             result = probe_eval_awareness(
@@ -579,7 +587,13 @@ def probe_eval_awareness_cmd(
     table = Table(
         title=f"eval-vs-deployment probe (held-out requests and templates): {result.model}"
     )
-    for col in ("layer", "diff-of-means", "logistic", "random (best of N)", "train CV"):
+    for col in (
+        "layer",
+        "diff-of-means",
+        "logistic",
+        "random (best of N)",
+        "train CV (dm / logistic)",
+    ):
         table.add_column(col)
     for r in result.per_layer:
         mark = " *" if r["layer"] == result.chosen_layer else ""
@@ -588,7 +602,7 @@ def probe_eval_awareness_cmd(
             f"{r['auroc']:.3f}",
             f"{r['logistic_auroc']:.3f}",
             f"{r['random_baseline_auroc']:.3f}",
-            f"{r['cv_auroc']:.3f}",
+            f"{r['cv_auroc']:.3f} / {r['logistic_cv_auroc']:.3f}",
         )
     out.print(table)
     lo, hi = result.auroc_ci

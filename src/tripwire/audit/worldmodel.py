@@ -2,8 +2,10 @@
 
 A seeded subset of the shipped sets keeps the section short (``N_FRAMES`` frames and
 ``N_REQUESTS`` requests; ``--limit`` lowers both); ``tripwire probe plausibility`` and
-``tripwire probe eval-awareness`` run the full sets. Difference-of-means probes only, every
-layer, each beside the best of N random directions and its text-only baseline.
+``tripwire probe eval-awareness`` run the full sets. Every layer, each beside the best of N
+random directions and its text-only baseline; plausibility uses differences of means only, the
+eval-context probe chooses between a difference of means and a logistic probe by training CV,
+as the command does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def _plot(plaus: dict[str, Any], evalaware: dict[str, Any]) -> str:
     ax1.set_title("event plausibility (held-out frames)", fontsize=9)
     layers = [r["layer"] for r in evalaware["per_layer"]]
     ax2.plot(layers, [r["auroc"] for r in evalaware["per_layer"]], label="diff-of-means probe")
+    ax2.plot(layers, [r["logistic_auroc"] for r in evalaware["per_layer"]], label="logistic probe")
     ax2.plot(
         layers,
         [r["random_baseline_auroc"] for r in evalaware["per_layer"]],
@@ -95,7 +98,6 @@ class WorldModelSection:
             limit=n_req,
             n_random=N_RANDOM,
             seed=ctx.seed,
-            logistic=False,
             progress=ctx.progress,
         ).to_dict()
         rows: list[list[Any]] = []
@@ -114,7 +116,7 @@ class WorldModelSection:
         text = ea["baselines"]["text_tfidf"]
         rows.append(
             [
-                "evaluation vs deployment",
+                f"evaluation vs deployment ({ea['detector_kind']})",
                 ea["chosen_layer"],
                 ea["auroc"],
                 f"[{ea['auroc_ci'][0]:.3f}, {ea['auroc_ci'][1]:.3f}]",
