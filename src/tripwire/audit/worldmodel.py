@@ -1,11 +1,11 @@
 """Audit section: world-model (event plausibility) and evaluation-vs-deployment probes.
 
-A seeded subset of the shipped sets keeps the section short (``N_FRAMES`` frames and
-``N_REQUESTS`` requests; ``--limit`` lowers both); ``tripwire probe plausibility`` and
-``tripwire probe eval-awareness`` run the full sets. Every layer, each beside the best of N
-random directions and its text-only baseline; plausibility uses differences of means only, the
-eval-context probe chooses between a difference of means and a logistic probe by training CV,
-as the command does.
+A seeded subset of the shipped sets and every other layer keep the section short
+(``N_FRAMES`` frames and ``N_REQUESTS`` requests; ``--limit`` lowers both);
+``tripwire probe plausibility`` and ``tripwire probe eval-awareness`` run the full sets at every
+layer. Each layer's figure stands beside the best of N random directions and its text-only
+baseline; plausibility uses differences of means only, the eval-context probe chooses between a
+difference of means and a logistic probe by training CV, as the command does.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 from tripwire.report.html import figure, svg, table
 from tripwire.report.sections import AuditContext, SectionResult, section
 
-N_FRAMES = 64
-N_REQUESTS = 64
+N_FRAMES = 48
+N_REQUESTS = 48
 N_RANDOM = 100
+#: Every other block (and the last): the curves keep their shape at half the fitting cost.
+LAYER_STRIDE = 2
 
 
 def _plot(plaus: dict[str, Any], evalaware: dict[str, Any]) -> str:
@@ -85,8 +87,11 @@ class WorldModelSection:
 
         n_frames = N_FRAMES if ctx.limit is None else min(N_FRAMES, max(16, ctx.limit))
         n_req = N_REQUESTS if ctx.limit is None else min(N_REQUESTS, max(16, ctx.limit))
+        n_layers = ctx.lm.n_layers
+        layers = sorted({*range(0, n_layers, LAYER_STRIDE), n_layers - 1})
         plaus = probe_plausibility(
             ctx.lm,
+            layers=layers,
             limit=n_frames,
             n_random=N_RANDOM,
             seed=ctx.seed,
@@ -95,6 +100,7 @@ class WorldModelSection:
         ).to_dict()
         ea = probe_eval_awareness(
             ctx.lm,
+            layers=layers,
             limit=n_req,
             n_random=N_RANDOM,
             seed=ctx.seed,
@@ -137,7 +143,8 @@ class WorldModelSection:
             "training, read as the behaviour suite reads a detector (mean over a reply). The "
             "surface baseline is TF-IDF + logistic regression on the text. Layers are chosen "
             "by cross-validation on the training split only. Subsets of the shipped sets "
-            "keep this section short: <code>tripwire probe plausibility</code> and "
+            "and every other layer keep this section short: "
+            "<code>tripwire probe plausibility</code> and "
             "<code>tripwire probe eval-awareness</code> run the full sets and save the detector "
             "for <code>-M detector=PATH:LAYER</code>.</p>"
             + table(
