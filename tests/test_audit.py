@@ -24,7 +24,13 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
     data = json.loads((out / "report.json").read_text())
     assert data == json.loads(json.dumps(report))
     assert data["model"] == "tiny-llama"
-    assert [s["name"] for s in data["sections"]] == ["concepts", "probes", "pressure", "steering"]
+    assert [s["name"] for s in data["sections"]] == [
+        "concepts",
+        "probes",
+        "worldmodel",
+        "pressure",
+        "steering",
+    ]
     assert len(data["concepts"]) == 12
     for c in data["concepts"]:
         assert {"name", "best_layer", "auroc", "auroc_ci", "random_baseline_auroc"} <= set(c)

