@@ -26,6 +26,7 @@ from tripwire.audit import (  # noqa: F401  (registration)
     probes,
     runtime,
     steering,
+    tamper,
 )
 from tripwire.errors import UsageError
 from tripwire.report.html import esc, page, table
