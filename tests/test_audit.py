@@ -24,7 +24,13 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
     data = json.loads((out / "report.json").read_text())
     assert data == json.loads(json.dumps(report))
     assert data["model"] == "tiny-llama"
-    assert [s["name"] for s in data["sections"]] == ["concepts", "probes", "pressure", "steering"]
+    assert [s["name"] for s in data["sections"]] == [
+        "concepts",
+        "probes",
+        "pressure",
+        "steering",
+        "tamper",
+    ]
     assert len(data["concepts"]) == 12
     for c in data["concepts"]:
         assert {"name", "best_layer", "auroc", "auroc_ci", "random_baseline_auroc"} <= set(c)
@@ -41,6 +47,7 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
         } <= set(p)
     assert set(data["pressure"]) == {"impossible_task", "shutdown"}
     assert data["steering"]["examples"]
+    assert set(data["tamper"]["refusal"]) == {"before", "ablated", "random_ablated"}
     html = (out / "report.html").read_text()
     assert "<svg" in html
     # Offline: no scripts, no external resources.

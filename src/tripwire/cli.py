@@ -470,6 +470,15 @@ def tamper_cmd(
     limit: Annotated[
         int | None, typer.Option("--limit", min=2, help="at most N test instructions per kind")
     ] = None,
+    layer_step: Annotated[
+        int,
+        typer.Option(
+            "--layer-step", min=1, help="score candidates at every Nth layer (1 = all, slower)"
+        ),
+    ] = 2,
+    n_val: Annotated[
+        int, typer.Option("--n-val", min=2, help="validation instructions per kind for selection")
+    ] = 16,
     save_direction: Annotated[
         Path | None,
         typer.Option("--save-direction", help="write the chosen unit direction (.safetensors)"),
@@ -494,7 +503,14 @@ def tamper_cmd(
         with _spinner() as say:
             lm = _load(model, adapter, dtype, device, say)
             result = refusal.tamper_test(
-                lm, data, max_new_tokens=max_new_tokens, seed=seed, limit=limit, progress=say
+                lm,
+                data,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                limit=limit,
+                n_val=n_val,
+                layer_step=layer_step,
+                progress=say,
             )
         payload = result.to_dict()
         payload["adapter"] = None if adapter is None else str(adapter)

@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 from tripwire.report.html import esc, figure, svg, table
 from tripwire.report.sections import AuditContext, SectionResult, section
 
-#: Validation instructions of each kind used to score candidates in the audit (the CLI uses all).
-N_VAL = 16
-#: Held-out test instructions of each kind in the audit (the CLI uses all).
-N_TEST = 32
-NEW_TOKENS = 40
+#: Kept small so the section takes a minute or two on a CPU; ``tripwire tamper`` sweeps more.
+N_VAL = 8  # validation instructions of each kind used to score candidates
+N_TEST = 24  # held-out test instructions of each kind
+LAYER_STEP = 3  # candidates at every third layer
+LAST_POSITIONS = 2  # the last two post-instruction tokens
+NEW_TOKENS = 32
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -34,7 +35,12 @@ def _plot(d: dict[str, Any]) -> str:
     for c in d["candidates"]:
         by_pos.setdefault(c["position"], []).append(c)
     for pos, cs in sorted(by_pos.items()):
-        ax.plot([c["layer"] for c in cs], [c["bypass"] for c in cs], marker=".", label=f"pos {pos}")
+        ax.plot(
+            [c["layer"] for c in cs],
+            [float("nan") if c["bypass"] is None else c["bypass"] for c in cs],
+            marker=".",
+            label=f"pos {pos}",
+        )
     before = d["logit_score"]["before"]["mean"]
     ax.axhline(before, color="grey", ls=":", lw=1, label="held-out, no ablation")
     ax.scatter([d["layer"]], [d["candidate"]["bypass"]], s=80, facecolors="none", color="red")
@@ -72,6 +78,8 @@ class TamperSection:
             seed=ctx.seed,
             limit=n_test,
             n_val=n_val,
+            layer_step=LAYER_STEP,
+            last_positions=LAST_POSITIONS,
             progress=lambda m: ctx.progress(f"tamper: {m}"),
         )
         d = res.to_dict()

@@ -36,6 +36,7 @@ same edit into the weights.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -354,14 +355,25 @@ class TamperResult:
     direction: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: NaN (an empty group, an unscored candidate) becomes ``None``."""
         d = asdict(self)
         d.pop("direction")
-        return d
+        return dict(_no_nan(d))
 
     @property
     def unit_direction(self) -> np.ndarray:
         v = np.asarray(self.direction, dtype=np.float32)
         return v / np.linalg.norm(v)
+
+
+def _no_nan(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_no_nan(v) for v in x]
+    return x
 
 
 SELECTION_RULE = (
@@ -395,6 +407,7 @@ def tamper_test(
     limit: int | None = None,
     n_val: int | None = None,
     layer_step: int = 1,
+    last_positions: int | None = None,
     batch_size: int = 32,
     progress: Callable[[str], None] | None = None,
 ) -> TamperResult:
@@ -409,7 +422,8 @@ def tamper_test(
         limit: at most this many test instructions of each kind (faster, wider intervals).
         n_val: at most this many validation instructions of each kind for the selection.
         layer_step: score candidates at every ``layer_step``-th block only (1 = all, as in
-            the paper; the audit uses 2 to halve the selection's cost).
+            the paper; the CLI defaults to 2, halving the selection's cost).
+        last_positions: consider only the last ``k`` post-instruction positions (default all).
     """
     say = progress or (lambda message: None)
     if max_new_tokens < 1:
@@ -418,12 +432,18 @@ def tamper_test(
         raise UsageError("limit must be at least 2")
     if layer_step < 1:
         raise UsageError("layer_step must be >= 1")
+    if last_positions is not None and last_positions < 1:
+        raise UsageError("last_positions must be >= 1")
+    if n_val is not None and n_val < 2:
+        raise UsageError("n_val must be at least 2")
     data = load_instructions() if instructions is None else instructions
     train_r, train_o = data[("refuse", "train")], data[("ordinary", "train")]
     val_r, val_o = data[("refuse", "val")][:n_val], data[("ordinary", "val")][:n_val]
     test_r, test_o = data[("refuse", "test")][:limit], data[("ordinary", "test")][:limit]
     tok_ids = refusal_token_ids(lm.tokenizer)
     n_pos = post_instruction_tokens(lm)
+    if last_positions is not None:
+        n_pos = min(n_pos, last_positions)
     cutoff = int(lm.n_layers * (1.0 - PRUNE_FRAC))
     layers = list(range(0, max(1, cutoff), layer_step))
 
