@@ -122,6 +122,7 @@ class TamperSection:
             f"layer-{res.layer} direction ablated (random direction: "
             f"{ref['random_ablated']['rate']:.0%}); induced on ordinary "
             f"{ind['baseline']['rate']:.0%} → {ind['added']['rate']:.0%}; "
-            f"KL {kl['ablated']['mean']:.3f}"
+            f"KL {kl['ablated']['mean']:.3f} (random {kl['random_ablated']['mean']:.3f})"
+            + ("" if res.filters_passed else "; no direction passed the KL/induce filters")
         )
         return SectionResult(data={"tamper": d}, html=html, summary=summary)
