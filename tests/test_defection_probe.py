@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from tripwire.cli import app
-from tripwire.organisms.defection_probe import best_random_auroc, probe_defection
+from tripwire.organisms.defection_probe import probe_defection
 from tripwire.whitebox.metrics import random_direction_auroc
 
 runner = CliRunner()
@@ -38,11 +38,17 @@ def _save(lm: Any, folder: Path) -> Path:
 
 
 def test_vectorised_random_baseline_matches_the_metric() -> None:
+    from tripwire.whitebox.metrics import auroc
+
     rng = np.random.default_rng(1)
     X = rng.standard_normal((30, 8))
     y = np.array([0, 1] * 15)
-    fast = best_random_auroc(X, y, n=50, seed=3)
-    assert fast == pytest.approx(random_direction_auroc(X, y, n=50, seed=3))
+    fast = random_direction_auroc(X, y, n=50, seed=3)
+    # the same draws, scored one direction at a time with the plain AUROC
+    dirs = np.random.default_rng(3).standard_normal((8, 50))
+    dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
+    slow = max(max(a, 1 - a) for a in (auroc(X @ dirs[:, k], y) for k in range(50)))
+    assert fast == pytest.approx(slow)
     assert 0.5 <= fast <= 1.0
 
 

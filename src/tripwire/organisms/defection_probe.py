@@ -25,7 +25,13 @@ from tripwire.models.loading import LocalModel
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.datasets import defection_dialogues, neutral_prompts
 from tripwire.whitebox.detectors import DiffMeans
-from tripwire.whitebox.metrics import auroc, auroc_ci, rate_above, threshold_at_fpr
+from tripwire.whitebox.metrics import (
+    auroc,
+    auroc_ci,
+    random_direction_auroc,
+    rate_above,
+    threshold_at_fpr,
+)
 
 LAYER_RULE = (
     "the layer whose difference of means best separates held-out contrast pairs "
@@ -61,27 +67,6 @@ class DefectionProbeResult:
         d = asdict(self)
         d["auroc_ci"] = list(self.auroc_ci)
         return d
-
-
-def best_random_auroc(X: np.ndarray, labels: np.ndarray, n: int = 1000, seed: int = 0) -> float:
-    """Best AUROC of ``n`` random unit directions, each in its better sign (vectorised).
-
-    Same directions as :func:`tripwire.whitebox.metrics.random_direction_auroc` for the same
-    ``seed``; ranks are computed for all directions at once, so ``n = 1000`` costs little.
-    """
-    from scipy.stats import rankdata
-
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(labels)
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise UsageError("AUROC needs both classes among the labels")
-    rng = np.random.default_rng(seed)
-    dirs = rng.standard_normal((X.shape[1], n))
-    dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
-    ranks = np.asarray(rankdata(X @ dirs, axis=0), dtype=np.float64)
-    aucs = (ranks[y == 1].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return float(np.maximum(aucs, 1 - aucs).max())
 
 
 def _pair_cv(
@@ -219,7 +204,7 @@ def _score(
             {
                 "layer": layer,
                 "auroc": auroc(det.score_samples(Xe), y),
-                "random_baseline_auroc": best_random_auroc(Xe, y, n_random, seed),
+                "random_baseline_auroc": random_direction_auroc(Xe, y, n_random, seed),
                 "pair_cv_auroc": cv_auc,
                 "pair_cv_dprime": cv_d,
             }
@@ -236,7 +221,7 @@ def _score(
         layer_rule=LAYER_RULE,
         auroc=auroc(scores, y),
         auroc_ci=auroc_ci(scores, y, seed=seed),
-        random_baseline_auroc=best_random_auroc(acts_eval[best], y, n_random, seed),
+        random_baseline_auroc=random_direction_auroc(acts_eval[best], y, n_random, seed),
         n_random=n_random,
         recall_at_1pct_fpr=rate_above(scores[y == 1], thr),
         threshold=thr,
@@ -274,6 +259,5 @@ __all__ = [
     "LAYER_RULE",
     "DefectionProbeResult",
     "attach_null",
-    "best_random_auroc",
     "probe_defection",
 ]

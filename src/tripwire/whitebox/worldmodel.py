@@ -39,7 +39,7 @@ from tripwire.models.loading import LocalModel
 from tripwire.whitebox.capture import Activations, capture, forward_kwargs
 from tripwire.whitebox.datasets import _data_file, read_jsonl
 from tripwire.whitebox.detectors import DiffMeans, LogisticProbe
-from tripwire.whitebox.metrics import auroc, auroc_ci, cv_auroc
+from tripwire.whitebox.metrics import auroc, auroc_ci, cv_auroc, random_direction_auroc
 
 CATEGORIES = ("plausible", "improbable", "impossible")
 #: The three pairwise problems; label 1 is the second (less plausible) category.
@@ -59,13 +59,6 @@ LAYER_RULE = (
     "the layer with the highest cross-validated AUROC on the training split (folds split by "
     "frame / by request-and-template group); the test split is never used"
 )
-
-
-def random_direction_auroc(X: np.ndarray, y: np.ndarray, n: int, seed: int) -> float:
-    """Best of ``n`` random directions (the directions of ``metrics.random_direction_auroc``)."""
-    from tripwire.organisms.defection_probe import best_random_auroc  # vectorised, same draws
-
-    return best_random_auroc(X, y, n, seed)
 
 
 def _pair_name(pair: tuple[str, str]) -> str:
