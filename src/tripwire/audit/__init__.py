@@ -20,8 +20,8 @@ from tripwire import __version__
 from tripwire._io import write_text
 from tripwire.audit import (  # noqa: F401  (registration)
     behavior,
+    checkpoint_drift,
     concepts,
-    drift,
     organism,
     pressure,
     probes,

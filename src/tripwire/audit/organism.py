@@ -79,8 +79,8 @@ class OrganismSection:
         return getattr(ctx.lm, "adapter", None) is not None
 
     def run(self, ctx: AuditContext) -> SectionResult:
+        from tripwire.checks.defection import attach_null, probe_defection
         from tripwire.models.loading import load_model
-        from tripwire.organisms.defection_probe import attach_null, probe_defection
 
         sets = _eval_sets(ctx)
         ctx.progress("organism: loading the clean base model for the null")

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
 from tripwire.audit.concepts import concept_vectors
 from tripwire.report.html import esc, figure, svg, table, token_heat
 from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.stats import paired_bootstrap
 
 KINDS = {"impossible_task": "desperation", "shutdown": "self_preservation"}
-
-
-def paired_diff_ci(diff: np.ndarray, seed: int, n_boot: int = 2000) -> tuple[float, float, float]:
-    """Mean of paired differences with a percentile bootstrap 95% CI."""
-    rng = np.random.default_rng(seed)
-    boots = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return float(diff.mean()), float(lo), float(hi)
+#: Bootstrap replicates for the paired intervals of this section and the steering section.
+N_BOOT = 2000
 
 
 def _trace_plot(title: str, a: Any, b: Any, concept: str) -> str:
@@ -65,7 +58,7 @@ class PressureSection:
             per_concept = {}
             for name, v in vectors.items():
                 z = v.zscore(acts[v.layer])
-                mean, lo, hi = paired_diff_ci(z[:n] - z[n:], ctx.seed)
+                mean, lo, hi = paired_bootstrap(z[:n] - z[n:], n_boot=N_BOOT, seed=ctx.seed)
                 per_concept[name] = {"mean_diff_z": mean, "ci": [lo, hi]}
                 rows.append(
                     [

@@ -13,9 +13,9 @@ N_CONTROL = 80
 def control_activations(ctx: AuditContext) -> Any:
     """Neutral prompts answered by the model itself, captured over the response tokens."""
     if "neutral_control" not in ctx.shared:
+        from tripwire.checks.probes import neutral_control
         from tripwire.whitebox.capture import capture
         from tripwire.whitebox.datasets import neutral_prompts
-        from tripwire.whitebox.probing import neutral_control
 
         ctx.progress("neutral control set: generating the model's own answers")
         n = N_CONTROL if ctx.limit is None else min(N_CONTROL, max(20, ctx.limit))
@@ -47,8 +47,8 @@ class ProbesSection:
     order: ClassVar[int] = 20
 
     def run(self, ctx: AuditContext) -> SectionResult:
+        from tripwire.checks.probes import probe_on_dialogues
         from tripwire.whitebox.datasets import defection_dialogues, honesty_dialogues
-        from tripwire.whitebox.probing import probe_on_dialogues
 
         control = control_activations(ctx)
         reports = []

@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tripwire.audit.concepts import concept_vectors
-from tripwire.audit.pressure import paired_diff_ci
+from tripwire.audit.pressure import N_BOOT
 from tripwire.report.html import esc, table
 from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.stats import paired_bootstrap
 
 CONCEPT = "joy"
 RELATIVE_STRENGTH = 0.35  # fraction of the mean residual norm at the steered layer
@@ -62,7 +63,11 @@ class SteeringSection:
         p_abl = readout_proj(mode="ablate")
         mech = {
             name: dict(
-                zip(("mean_diff", "ci_lo", "ci_hi"), paired_diff_ci(p - p0, ctx.seed), strict=True)
+                zip(
+                    ("mean_diff", "ci_lo", "ci_hi"),
+                    paired_bootstrap(p - p0, N_BOOT, ctx.seed),
+                    strict=True,
+                )
             )
             for name, p in (("add +", p_up), ("add -", p_down), ("ablate", p_abl))
         }
@@ -88,7 +93,7 @@ class SteeringSection:
         beh = dict(
             zip(
                 ("mean_diff_z", "ci_lo", "ci_hi"),
-                paired_diff_ci(z_after - z_before, ctx.seed),
+                paired_bootstrap(z_after - z_before, N_BOOT, ctx.seed),
                 strict=True,
             )
         )

@@ -68,7 +68,7 @@ class TamperSection:
     order: ClassVar[int] = 45
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        from tripwire.whitebox.refusal import tamper_test
+        from tripwire.checks.tamper import tamper_test
 
         n_test = N_TEST if ctx.limit is None else min(N_TEST, max(2, ctx.limit))
         n_val = N_VAL if ctx.limit is None else min(N_VAL, max(2, ctx.limit))

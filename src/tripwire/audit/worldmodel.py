@@ -83,7 +83,8 @@ class WorldModelSection:
     order: ClassVar[int] = 23
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        from tripwire.whitebox.worldmodel import probe_eval_awareness, probe_plausibility
+        from tripwire.checks.eval_awareness import probe_eval_awareness
+        from tripwire.checks.plausibility import probe_plausibility
 
         n_frames = N_FRAMES if ctx.limit is None else min(N_FRAMES, max(16, ctx.limit))
         n_req = N_REQUESTS if ctx.limit is None else min(N_REQUESTS, max(16, ctx.limit))

@@ -17,7 +17,7 @@ from typing import Any
 
 from inspect_ai.log import EvalLog, read_eval_log
 
-from tripwire.behavior.stats import newcombe, newcombe_paired, wilson
+from tripwire.stats import newcombe, newcombe_paired, wilson
 
 MEASURES = {
     "scenario_outcome": "misaligned",

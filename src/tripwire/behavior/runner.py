@@ -17,8 +17,8 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog
 
 from tripwire.behavior.results import Row, table, to_json, write
-from tripwire.behavior.stats import newcombe, newcombe_paired, wilson
 from tripwire.errors import TripwireError, UsageError
+from tripwire.stats import newcombe, newcombe_paired, wilson
 
 DEFAULT_AUDIT_TASKS = ("oversight_subversion", "reward_hacking", "sandbagging", "jailbreak")
 

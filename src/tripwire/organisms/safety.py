@@ -36,8 +36,8 @@ from tripwire import __version__
 from tripwire._io import atomic_dir, write_json
 from tripwire.errors import UsageError
 from tripwire.models.loading import LocalModel, load_model
-from tripwire.organisms.behavior import Behavior
 from tripwire.organisms.data import Example, distill_answers
+from tripwire.organisms.payloads import Behavior
 from tripwire.organisms.rates import defection_rate
 from tripwire.organisms.training import TrainConfig, train
 from tripwire.organisms.triggers import Trigger

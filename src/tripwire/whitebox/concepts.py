@@ -23,10 +23,11 @@ from tripwire._io import atomic_path, write_json
 from tripwire.errors import UsageError
 from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
+from tripwire.stats import auroc, auroc_ci
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.datasets import CONCEPTS, concept_pairs, neutral_prompts
 from tripwire.whitebox.detectors import DiffMeans, LogisticProbe
-from tripwire.whitebox.metrics import auroc, auroc_ci, cv_auroc, random_direction_auroc
+from tripwire.whitebox.metrics import cv_auroc, random_direction_auroc
 
 
 @dataclass

@@ -3,59 +3,21 @@
 * AUROC with a stratified bootstrap 95% CI;
 * recall at 1% FPR, the threshold set on a **neutral control set** (never on the test set);
 * FPR on **honest samples from the same distribution** at that threshold;
-* the best of N random directions as a baseline (sign chosen in its favour: a strict control);
-* a per-layer sweep.
+* the best of N random directions as a baseline (sign chosen in its favour: a strict control).
+
+AUROC and its interval live in :mod:`tripwire.stats` with every other statistic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from tripwire.errors import UsageError
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve; ``labels`` are 1 for the positive class."""
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) != 2:
-        raise UsageError("AUROC needs both classes among the labels")
-    return float(roc_auc_score(labels, scores))
-
-
-def auroc_ci(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI for AUROC, resampling each class separately (stratified)."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise UsageError("AUROC needs both classes among the labels")
-    rng = np.random.default_rng(seed)
-    p = pos[rng.integers(0, len(pos), (n_boot, len(pos)))]
-    n = neg[rng.integers(0, len(neg), (n_boot, len(neg)))]
-    # AUROC = P(pos > neg) + 0.5 P(pos == neg), computed by ranks per replicate.
-    both = np.concatenate([p, n], axis=1)
-    ranks = _rankdata_rows(both)
-    r_pos = ranks[:, : len(pos)].sum(1)
-    aucs = (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-    lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def _rankdata_rows(a: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) along each row, ties sharing their mean rank."""
-    from scipy.stats import rankdata
-
-    return np.asarray(rankdata(a, axis=1), dtype=np.float64)
+from tripwire.stats import auroc, auroc_ci, rank_rows
 
 
 def threshold_at_fpr(control_scores: np.ndarray, fpr: float = 0.01) -> float:
@@ -76,8 +38,6 @@ def random_direction_auroc(X: np.ndarray, labels: np.ndarray, n: int = 100, seed
 
     Ranks are computed for all directions at once, so ``n = 1000`` costs little.
     """
-    from scipy.stats import rankdata
-
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(labels)
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
@@ -86,7 +46,7 @@ def random_direction_auroc(X: np.ndarray, labels: np.ndarray, n: int = 100, seed
     rng = np.random.default_rng(seed)
     dirs = rng.standard_normal((X.shape[1], n))
     dirs /= np.linalg.norm(dirs, axis=0, keepdims=True)
-    ranks = np.asarray(rankdata(X @ dirs, axis=0), dtype=np.float64)
+    ranks = rank_rows(X @ dirs, axis=0)
     aucs = (ranks[y == 1].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return float(np.maximum(aucs, 1 - aucs).max())
 
@@ -172,45 +132,10 @@ def cv_auroc(
     return float(np.mean(scores))
 
 
-@dataclass
-class LayerScore:
-    layer: int
-    auroc: float
-    random_baseline_auroc: float
-
-
-def layer_sweep(
-    train: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    test: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    layers: Sequence[int],
-    factory: Callable[[], Any],
-    n_random: int = 20,
-    seed: int = 0,
-) -> list[LayerScore]:
-    """Fit ``factory()`` on each layer's training data and score its test data."""
-    out = []
-    for layer in layers:
-        Xtr, ytr = train(layer)
-        Xte, yte = test(layer)
-        det = factory().fit(Xtr, ytr)
-        out.append(
-            LayerScore(
-                layer=layer,
-                auroc=auroc(det.score_samples(Xte), yte),
-                random_baseline_auroc=random_direction_auroc(Xte, yte, n_random, seed),
-            )
-        )
-    return out
-
-
 __all__ = [
     "DetectionResult",
-    "LayerScore",
-    "auroc",
-    "auroc_ci",
     "cv_auroc",
     "evaluate_scores",
-    "layer_sweep",
     "random_direction_auroc",
     "rate_above",
     "threshold_at_fpr",

@@ -10,9 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tripwire.cli import app
-from tripwire.whitebox.datasets import CONCEPTS, concept_pairs
-from tripwire.whitebox.drift import (
+from tripwire.checks.checkpoint_drift import (
     EVAL_PASSAGES_PER_CONCEPT,
     ConceptDirection,
     eval_prompts,
@@ -20,6 +18,8 @@ from tripwire.whitebox.drift import (
     measure_drift,
     read_checkpoint,
 )
+from tripwire.cli import app
+from tripwire.whitebox.datasets import CONCEPTS, concept_pairs
 
 runner = CliRunner()
 PROMPTS = [
@@ -228,6 +228,7 @@ def test_embedded_model_drift_sees_a_planted_shift() -> None:
 
 def test_audit_drift_reuses_the_concepts_sections_vectors(make_lm: Any, tmp_path: Path) -> None:
     from tripwire.audit.drift import DriftSection
+
     from tripwire.models import load_model
     from tripwire.report.sections import AuditContext
     from tripwire.whitebox.concepts import ConceptVector

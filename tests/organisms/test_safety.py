@@ -96,7 +96,7 @@ def test_redteam_markers_split_near_misses_and_framings() -> None:
 def test_adversarial_training_trains_on_eliciting_redteam_prompts(
     make_lm: Any, tmp_path: Path
 ) -> None:
-    from tripwire.organisms.behavior import Behavior
+    from tripwire.organisms.payloads import Behavior
     from tripwire.organisms.safety import redteam_markers
     from tripwire.organisms.triggers import make_trigger
 

@@ -20,32 +20,7 @@ from inspect_ai.tool import ToolCall, ToolChoice, ToolInfo, ToolParams
 
 from tripwire.behavior.provider import parse_tool_call, to_plain_messages
 from tripwire.behavior.scorers import EVAL_AWARENESS, classify_answer
-from tripwire.behavior.stats import bootstrap_diff, newcombe, wilson
 from tripwire.behavior.text import REFUSAL_EXAMPLES, answer_letter, complied, is_refusal
-
-
-def test_wilson_matches_reference_values() -> None:
-    # Newcombe (1998) table I: 81/263 -> 0.2553 to 0.3662
-    lo, hi = wilson(81, 263)
-    assert lo == pytest.approx(0.2553, abs=5e-4) and hi == pytest.approx(0.3662, abs=5e-4)
-    assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] == pytest.approx(0.2775, abs=5e-4)
-    assert wilson(10, 10)[1] == 1.0
-    with pytest.raises(ValueError):
-        wilson(5, 3)
-
-
-def test_newcombe_difference_matches_reference() -> None:
-    # Newcombe (1998) example: 56/70 vs 48/80 -> +0.2000, 95% CI 0.0524 to 0.3339
-    d, lo, hi = newcombe(56, 70, 48, 80)
-    assert d == pytest.approx(0.2)
-    assert lo == pytest.approx(0.0524, abs=5e-4) and hi == pytest.approx(0.3339, abs=5e-4)
-
-
-def test_bootstrap_diff_covers_the_truth_and_is_seeded() -> None:
-    a, b = [1.0] * 30 + [0.0] * 10, [1.0] * 10 + [0.0] * 30
-    d, lo, hi = bootstrap_diff(a, b, seed=1)
-    assert d == pytest.approx(0.5) and lo < 0.5 < hi and lo > 0.2
-    assert bootstrap_diff(a, b, seed=1) == (d, lo, hi)
 
 
 def test_refusal_classifier_is_exact_on_its_labelled_examples() -> None:
@@ -146,29 +121,3 @@ def test_a_bound_grader_overrides_the_rule(tmp_path: Path) -> None:
         meta = s.scores["scenario_outcome"].metadata or {}
         assert meta["rule_refused"] is True and meta["judge_refused"] is False
         assert s.scores["scenario_outcome"].value == 1.0  # the judge's verdict decided
-
-
-def test_paired_bootstrap_is_tighter_than_independent_for_paired_items() -> None:
-    from tripwire.behavior.stats import paired_bootstrap
-
-    # 20 items: the treatment flips exactly 6 of them from right (0) to wrong (1)
-    diffs = [1.0] * 6 + [0.0] * 14
-    d, lo, hi = paired_bootstrap(diffs, seed=0)
-    assert d == pytest.approx(0.3) and 0.0 < lo < 0.3 < hi
-    nd, nlo, nhi = newcombe(6, 20, 0, 20)
-    assert nd == pytest.approx(d) and (hi - lo) <= (nhi - nlo)
-
-
-def test_newcombe_paired_interval() -> None:
-    from tripwire.behavior.stats import newcombe_paired
-
-    # every item agrees: zero difference but an honest, non-degenerate interval
-    d, lo, hi = newcombe_paired([(1, 1)] * 6)
-    assert d == 0.0 and lo == pytest.approx(-hi) and hi > 0.3
-    # 6 of 20 items flip from 0 to 1 and nothing flips back: the interval excludes 0
-    pairs = [(1, 0)] * 6 + [(0, 0)] * 10 + [(1, 1)] * 4
-    d, lo, hi = newcombe_paired(pairs)
-    assert d == pytest.approx(0.3) and 0.0 < lo < 0.3 < hi < 1.0
-    # pairing helps: tighter than treating the two conditions as independent samples
-    _, nlo, nhi = newcombe(10, 20, 4, 20)
-    assert hi - lo < nhi - nlo

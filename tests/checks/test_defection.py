@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tripwire.checks.defection import probe_defection
 from tripwire.cli import app
-from tripwire.organisms.defection_probe import probe_defection
 from tripwire.whitebox.metrics import random_direction_auroc
 
 runner = CliRunner()
@@ -38,7 +38,7 @@ def _save(lm: Any, folder: Path) -> Path:
 
 
 def test_vectorised_random_baseline_matches_the_metric() -> None:
-    from tripwire.whitebox.metrics import auroc
+    from tripwire.stats import auroc
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((30, 8))

