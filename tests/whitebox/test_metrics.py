@@ -40,27 +40,36 @@ def test_evaluate_scores_reports_every_control() -> None:
     scores = X[:, 0]
     control = rng.standard_normal(500)
     res = evaluate_scores(scores, y, X, control_scores=control)
-    d = res.to_dict()
-    for key in (
-        "auroc",
-        "auroc_ci",
-        "random_baseline_auroc",
-        "recall_at_1pct_fpr",
-        "honest_fpr",
-        "control_fpr",
-        "threshold",
-    ):
-        assert d[key] is not None
-    assert d["control_fpr"] <= 0.011
-    assert d["recall_at_1pct_fpr"] > 0.5
-    assert d["random_baseline_auroc"] < d["auroc"]
+    thr = threshold_at_fpr(control, 0.01)
+    assert res.threshold == thr
+    assert res.control_fpr == (control > thr).mean() and res.control_fpr <= 0.011
+    assert res.recall_at_1pct_fpr == (scores[y == 1] > thr).mean() > 0.5
+    # Without honest samples given, the honest FPR is read on the test set's negatives ...
+    assert res.honest_fpr == (scores[y == 0] > thr).mean()
+    assert res.auroc_ci[0] <= res.auroc <= res.auroc_ci[1]
+    assert res.random_baseline_auroc < res.auroc
+    # ... and given, on them: honest samples all above the threshold give an FPR of 1.
+    honest = np.full(20, thr + 1.0)
+    assert evaluate_scores(scores, y, X, control, honest_scores=honest).honest_fpr == 1.0
+    # No control set: no threshold and no rates, rather than made-up ones.
+    bare = evaluate_scores(scores, y, X)
+    assert bare.threshold is None and bare.recall_at_1pct_fpr is None and bare.honest_fpr is None
 
 
-def test_cv_auroc_groups_pairs() -> None:
+def test_cv_auroc_keeps_each_group_on_one_side() -> None:
+    """Rows of a group share a large group-specific offset and the label of their group, and
+    nothing else carries the label. Splitting by group gives chance; splitting rows (each its
+    own group) lets the offsets leak the label into the test folds."""
     rng = np.random.default_rng(2)
-    n = 40
-    y = np.r_[np.ones(n), np.zeros(n)].astype(int)
-    pid = np.r_[np.arange(n), np.arange(n)]
-    X = rng.standard_normal((2 * n, 5))
-    X[:, 1] += 2 * y
-    assert cv_auroc(X, pid, y, folds=4, seed=0) > 0.8
+    n_groups, per_group, d = 16, 12, 32
+    group = np.repeat(np.arange(n_groups), per_group)
+    y = (group % 2).astype(int)
+    offsets = 3.0 * rng.standard_normal((n_groups, d))
+    X = offsets[group] + 0.1 * rng.standard_normal((len(group), d))
+    grouped = cv_auroc(X, group, y, folds=4, seed=0)
+    by_row = cv_auroc(X, np.arange(len(group)), y, folds=4, seed=0)
+    assert grouped < 0.75
+    assert by_row > 0.95
+    # A real signal survives the grouped split.
+    X[:, 0] += 12.0 * y
+    assert cv_auroc(X, group, y, folds=4, seed=0) > 0.9
