@@ -120,7 +120,7 @@ class SteeringSection:
         )
         up_ok = mech["add +"]["ci_lo"] > 0 and mech["add -"]["ci_hi"] < 0
         html = (
-            f"<p>Concept <b>{esc(CONCEPT)}</b> (vector from {esc(source)}), "
+            f"<p>Concept <b>{esc(CONCEPT)}</b> (vector: {esc(source)}), "
             f"added at layer {layer} with strength "
             f"{strength:.1f} ({RELATIVE_STRENGTH} × the mean residual norm {norm:.1f}); "
             "read out at "
