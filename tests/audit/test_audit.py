@@ -7,15 +7,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tripwire.audit import run_audit
-from tripwire.errors import UsageError
-from tripwire.report.sections import (
+from tripwire.audit import (
     SECTIONS,
     AuditContext,
     SectionResult,
     ordered_sections,
+    run_audit,
     section,
 )
+from tripwire.errors import UsageError
 
 
 def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Path) -> None:
@@ -32,11 +32,17 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
         "steering",
         "tamper",
     ]
-    assert len(data["concepts"]) == 12
-    for c in data["concepts"]:
+    results = data["results"]
+    assert list(results) == [s["name"] for s in data["sections"]]
+    assert len(results["concepts"]["concepts"]) == 12
+    for c in results["concepts"]["concepts"]:
         assert {"name", "best_layer", "auroc", "auroc_ci", "random_baseline_auroc"} <= set(c)
         assert c["auroc_ci"][0] <= c["auroc"] <= c["auroc_ci"][1]
-    for p in data["probes"]:
+        assert c["possibly_lexical"] == (c["best_layer"] < 2)
+    assert results["concepts"]["possibly_lexical"] == [
+        c["name"] for c in results["concepts"]["concepts"] if c["best_layer"] < 2
+    ]
+    for p in results["probes"]:
         assert {
             "auroc",
             "auroc_ci",
@@ -46,9 +52,10 @@ def test_full_audit_on_a_tiny_model_writes_both_reports(tiny: Any, tmp_path: Pat
             "recall_at_1pct_fpr",
             "honest_fpr",
         } <= set(p)
-    assert set(data["pressure"]) == {"impossible_task", "shutdown"}
-    assert data["steering"]["examples"]
-    assert set(data["tamper"]["refusal"]) == {"before", "ablated", "random_ablated"}
+    assert set(results["pressure"]) == {"impossible_task", "shutdown"}
+    assert results["steering"]["examples"]
+    assert results["steering"]["vector_source"] == "the concepts section"
+    assert set(results["tamper"]["refusal"]) == {"before", "ablated", "random_ablated"}
     html = (out / "report.html").read_text()
     assert "<svg" in html
     # Offline: no scripts, no external resources.
@@ -69,9 +76,7 @@ def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
         order: ClassVar[int] = 99
 
         def run(self, ctx: AuditContext) -> SectionResult:
-            return SectionResult(
-                data={"extra": {"layers": ctx.lm.n_layers}}, html="<p>x</p>", summary="ok"
-            )
+            return SectionResult(data={"layers": ctx.lm.n_layers}, html="<p>x</p>", summary="ok")
 
     @section
     class Failing:
@@ -80,7 +85,7 @@ def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
         order: ClassVar[int] = 100
 
         def run(self, ctx: AuditContext) -> SectionResult:
-            (ctx.shared["out_dir"] / "partial.txt").write_text("half-done")
+            (ctx.out_dir / "partial.txt").write_text("half-done")
             raise RuntimeError("section broke")
 
     try:
@@ -93,7 +98,7 @@ def test_sections_are_pluggable(tiny: Any, tmp_path: Path) -> None:
             run_audit(tiny, tmp_path / "keep", sections=["failing-test"])
         assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]
         report = run_audit(tiny, tmp_path, sections=["extra-test"])
-        assert report["extra"] == {"layers": 4}
+        assert report["results"] == {"extra-test": {"layers": 4}}
         assert "<p>x</p>" in (tmp_path / "report.html").read_text()
     finally:
         SECTIONS.pop("extra-test")
@@ -126,7 +131,7 @@ def test_behavior_section_runs_scenarios_into_the_report(tmp_path: Path) -> None
 
     assert "behavior" not in [s.name for s in ordered_sections()]  # opt-in only
     report = run_audit(_ScriptedModel(), tmp_path, sections=["behavior"], limit=1)
-    beh = report["behavior"]
+    beh = report["results"]["behavior"]
     assert beh["scenarios"] == list(DEFAULT_AUDIT_TASKS)
     assert beh["logs"] and all((tmp_path / p).is_file() for p in beh["logs"])
     # The conditional policy misbehaves only outside the control: every scenario shows it.
@@ -151,7 +156,7 @@ def test_runtime_section_scores_a_recorded_trace(tmp_path: Path) -> None:
     ]
     trace.write_text("".join(json.dumps(e) + "\n" for e in events))
     report = run_audit(_ScriptedModel(), tmp_path / "out", sections=["runtime"], trace=trace)
-    rt = report["runtime"]
+    rt = report["results"]["runtime"]
     assert rt["events"] == 3
     assert rt["actions"].get("block", 0) >= 1
     assert "oversight-config" in rt["rules_matched"]

@@ -10,7 +10,7 @@ def test_audit_section_reports_both_probes_with_their_baselines(tiny: Any, tmp_p
     from tripwire.audit import run_audit
 
     report = run_audit(tiny, tmp_path / "out", sections=["worldmodel"], limit=16)
-    wm = report["worldmodel"]
+    wm = report["results"]["worldmodel"]
     assert wm["plausibility"]["n_frames"] == 16 and wm["eval_awareness"]["n_test"] == 8
     for r in wm["plausibility"]["per_layer"] + wm["eval_awareness"]["per_layer"]:
         assert {"layer", "auroc", "random_baseline_auroc"} <= set(r)

@@ -198,7 +198,7 @@ def test_audit_drift_section_on_an_adapter(make_lm: Any, tmp_path: Path) -> None
     lm = load_model(str(base), adapter=adapter)
     report = run_audit(lm, tmp_path / "audit", sections=["drift"], limit=8)
     assert [s["name"] for s in report["sections"]] == ["drift"]
-    d = report["drift"]
+    d = report["results"]["drift"]
     assert d["checkpoints"] == ["adapter"] and len(d["drift"]) == len(CONCEPTS)
     assert all(r["layer"] == 2 for r in d["drift"])
     html = (tmp_path / "audit" / "report.html").read_text()
@@ -227,10 +227,9 @@ def test_embedded_model_drift_sees_a_planted_shift() -> None:
 
 
 def test_audit_drift_reuses_the_concepts_sections_vectors(make_lm: Any, tmp_path: Path) -> None:
-    from tripwire.audit.drift import DriftSection
-
+    from tripwire.audit import AuditArtefacts, AuditContext
+    from tripwire.audit.sections import DriftSection
     from tripwire.models import load_model
-    from tripwire.report.sections import AuditContext
     from tripwire.whitebox.concepts import ConceptVector
 
     base, adapter = _folders(make_lm, tmp_path)
@@ -238,9 +237,15 @@ def test_audit_drift_reuses_the_concepts_sections_vectors(make_lm: Any, tmp_path
     u = np.random.default_rng(0).standard_normal(lm.d_model)
     u /= np.linalg.norm(u)
     vec = ConceptVector(name="fear", layer=1, directions={1: u}, readout_w=u)
-    ctx = AuditContext(lm=lm, limit=8, shared={"concept_vectors": {"fear": vec}})
+    ctx = AuditContext(
+        lm=lm,
+        out_dir=tmp_path / "out",
+        limit=8,
+        artefacts=AuditArtefacts(concept_vectors={"fear": vec}),
+    )
     res = DriftSection().run(ctx)
-    d = res.data["drift"]
+    d = res.data
+    assert isinstance(d, dict)
     assert [r["concept"] for r in d["drift"]] == ["fear"] and d["drift"][0]["layer"] == 1
     assert "concepts section" in d["directions"][0]["source"]
     assert "fear" in res.summary

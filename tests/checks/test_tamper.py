@@ -344,7 +344,7 @@ def test_audit_section_renders_on_a_tiny_model(tiny: Any, tmp_path: Path) -> Non
     from tripwire.audit import run_audit
 
     report = run_audit(tiny, tmp_path / "out", sections=["tamper"], limit=3)
-    t = report["tamper"]
+    t = report["results"]["tamper"]
     assert t["n_test"] == {"refuse": 3, "ordinary": 3} and t["n_val"]["refuse"] == 3
     assert report["sections"][0]["summary"].startswith("refusal ")
     html = (tmp_path / "out" / "report.html").read_text()

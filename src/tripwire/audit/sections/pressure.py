@@ -8,11 +8,14 @@ bootstrap CI — the white-box view of "desperation rises when the task cannot b
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from tripwire.audit.concepts import concept_vectors
-from tripwire.report.html import esc, figure, svg, table, token_heat
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, figure, svg, table, token_heat
+from tripwire.audit._registry import SectionResult, section
+
+if TYPE_CHECKING:
+    from tripwire.whitebox.concepts import TokenTrace
 from tripwire.stats import paired_bootstrap
 
 KINDS = {"impossible_task": "desperation", "shutdown": "self_preservation"}
@@ -20,7 +23,7 @@ KINDS = {"impossible_task": "desperation", "shutdown": "self_preservation"}
 N_BOOT = 2000
 
 
-def _trace_plot(title: str, a: Any, b: Any, concept: str) -> str:
+def _trace_plot(title: str, a: TokenTrace, b: TokenTrace, concept: str) -> str:
     fig, ax = figure(9, 3)
     for tr, label in ((a, "pressure"), (b, "control")):
         ax.plot(tr.scores[concept], label=label)
@@ -43,7 +46,7 @@ class PressureSection:
         from tripwire.whitebox.concepts import trace
         from tripwire.whitebox.datasets import pressure_pairs
 
-        vectors = concept_vectors(ctx)
+        vectors = ctx.concept_vectors()
         layers = sorted({v.layer for v in vectors.values()})
         data: dict[str, Any] = {}
         rows, traces_html = [], []
@@ -100,4 +103,4 @@ class PressureSection:
             + table(["pressure", "concept", "mean Δz", "95% CI", "direction"], rows)
             + "".join(traces_html)
         )
-        return SectionResult(data={"pressure": data}, html=html, summary="; ".join(focus_rows))
+        return SectionResult(data=data, html=html, summary="; ".join(focus_rows))

@@ -1,30 +1,22 @@
-"""Audit section: generic defection and instructed-deception probes, with every control."""
+"""Audit section: generic defection and instructed-deception probes, with every control.
+
+The 1%-FPR thresholds come from the audit's neutral control set
+(:meth:`~tripwire.audit.AuditContext.neutral_control`, computed once per audit).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from tripwire.report.html import figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import figure, svg, table
+from tripwire.audit._registry import SectionResult, section
 
-N_CONTROL = 80
-
-
-def control_activations(ctx: AuditContext) -> Any:
-    """Neutral prompts answered by the model itself, captured over the response tokens."""
-    if "neutral_control" not in ctx.shared:
-        from tripwire.checks.probes import neutral_control
-        from tripwire.whitebox.capture import capture
-        from tripwire.whitebox.datasets import neutral_prompts
-
-        ctx.progress("neutral control set: generating the model's own answers")
-        n = N_CONTROL if ctx.limit is None else min(N_CONTROL, max(20, ctx.limit))
-        texts = neutral_control(ctx.lm, neutral_prompts()[:n])
-        ctx.shared["neutral_control"] = capture(ctx.lm, texts, positions="mean", batch_size=32)
-    return ctx.shared["neutral_control"]
+if TYPE_CHECKING:
+    from tripwire.checks.probes import ProbeReport
 
 
-def _plot(reports: list[Any]) -> str:
+def _plot(reports: list[ProbeReport]) -> str:
     fig, ax = figure(9, 3.6)
     for rep in reports:
         layers = [p["layer"] for p in rep.per_layer]
@@ -50,7 +42,7 @@ class ProbesSection:
         from tripwire.checks.probes import probe_on_dialogues
         from tripwire.whitebox.datasets import defection_dialogues, honesty_dialogues
 
-        control = control_activations(ctx)
+        control = ctx.neutral_control()
         reports = []
         for name, build in (("defection", defection_dialogues), ("deception", honesty_dialogues)):
             ctx.progress(f"probe: {name}")
@@ -99,14 +91,11 @@ class ProbesSection:
             )
             + _plot(reports)
         )
-        d = reports[0].to_dict()
-        dec = reports[1].to_dict()
+        d, dec = (rep.results["diffmeans"] for rep in reports)
         summary = (
             f"defection AUROC {d['auroc']:.3f} (random {d['random_baseline_auroc']:.3f}, "
             f"honest FPR "
             f"{d['honest_fpr']:.2f}); deception AUROC {dec['auroc']:.3f} "
             f"(random {dec['random_baseline_auroc']:.3f}, honest FPR {dec['honest_fpr']:.2f})"
         )
-        return SectionResult(
-            data={"probes": [r.to_dict() for r in reports]}, html=html, summary=summary
-        )
+        return SectionResult(data=[r.to_dict() for r in reports], html=html, summary=summary)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tripwire.report.html import esc, figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, figure, svg, table
+from tripwire.audit._registry import SectionResult, section
 
 #: Kept small so the section takes a minute or two on a CPU; ``tripwire tamper`` sweeps more.
 N_VAL = 8  # validation instructions of each kind used to score candidates
@@ -70,8 +71,8 @@ class TamperSection:
     def run(self, ctx: AuditContext) -> SectionResult:
         from tripwire.checks.tamper import tamper_test
 
-        n_test = N_TEST if ctx.limit is None else min(N_TEST, max(2, ctx.limit))
-        n_val = N_VAL if ctx.limit is None else min(N_VAL, max(2, ctx.limit))
+        n_test = ctx.capped(N_TEST, floor=2)
+        n_val = ctx.capped(N_VAL, floor=2)
         res = tamper_test(
             ctx.lm,
             max_new_tokens=NEW_TOKENS,
@@ -125,4 +126,4 @@ class TamperSection:
             f"KL {kl['ablated']['mean']:.3f} (random {kl['random_ablated']['mean']:.3f})"
             + ("" if res.filters_passed else "; no direction passed the KL/induce filters")
         )
-        return SectionResult(data={"tamper": d}, html=html, summary=summary)
+        return SectionResult(data=d, html=html, summary=summary)

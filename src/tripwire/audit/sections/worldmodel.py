@@ -10,10 +10,15 @@ difference of means and a logistic probe by training CV, as the command does.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from tripwire.report.html import figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import figure, svg, table
+from tripwire.audit._registry import SectionResult, section
+
+if TYPE_CHECKING:
+    from tripwire.checks.eval_awareness import EvalAwarenessResult
+    from tripwire.checks.plausibility import PlausibilityResult
 
 N_FRAMES = 48
 N_REQUESTS = 48
@@ -22,23 +27,21 @@ N_RANDOM = 100
 LAYER_STRIDE = 2
 
 
-def _plot(plaus: dict[str, Any], evalaware: dict[str, Any]) -> str:
+def _plot(plaus: PlausibilityResult, evalaware: EvalAwarenessResult) -> str:
     fig, ax = figure(11, 3.6)
     ax.remove()
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
-    layers = [r["layer"] for r in plaus["per_layer"]]
-    for name in plaus["pairs"]:
-        ax1.plot(
-            layers, [r[name]["auroc"] for r in plaus["per_layer"]], label=name.replace("_", " ")
-        )
+    layers = [r["layer"] for r in plaus.per_layer]
+    for name in plaus.pairs:
+        ax1.plot(layers, [r[name]["auroc"] for r in plaus.per_layer], label=name.replace("_", " "))
     ax1.plot(
         layers,
-        [r["random_baseline_auroc"] for r in plaus["per_layer"]],
+        [r["random_baseline_auroc"] for r in plaus.per_layer],
         ls=":",
         color="grey",
         label="random directions (mean of pairs)",
     )
-    lp = plaus["baselines"]["logprob"]["pairs"]
+    lp = plaus.baselines["logprob"]["pairs"]
     ax1.axhline(
         sum(p["auroc"] for p in lp.values()) / len(lp),
         ls="--",
@@ -46,26 +49,26 @@ def _plot(plaus: dict[str, Any], evalaware: dict[str, Any]) -> str:
         lw=1,
         label="sentence log-prob (mean of pairs)",
     )
-    ax1.axvline(plaus["chosen_layer"], color="grey", lw=0.8)
+    ax1.axvline(plaus.chosen_layer, color="grey", lw=0.8)
     ax1.set_title("event plausibility (held-out frames)", fontsize=9)
-    layers = [r["layer"] for r in evalaware["per_layer"]]
-    ax2.plot(layers, [r["auroc"] for r in evalaware["per_layer"]], label="diff-of-means probe")
-    ax2.plot(layers, [r["logistic_auroc"] for r in evalaware["per_layer"]], label="logistic probe")
+    layers = [r["layer"] for r in evalaware.per_layer]
+    ax2.plot(layers, [r["auroc"] for r in evalaware.per_layer], label="diff-of-means probe")
+    ax2.plot(layers, [r["logistic_auroc"] for r in evalaware.per_layer], label="logistic probe")
     ax2.plot(
         layers,
-        [r["random_baseline_auroc"] for r in evalaware["per_layer"]],
+        [r["random_baseline_auroc"] for r in evalaware.per_layer],
         ls=":",
         color="grey",
         label="random directions (best of N)",
     )
     ax2.axhline(
-        evalaware["baselines"]["text_tfidf"]["auroc"],
+        evalaware.baselines["text_tfidf"]["auroc"],
         ls="--",
         color="black",
         lw=1,
         label="TF-IDF text baseline",
     )
-    ax2.axvline(evalaware["chosen_layer"], color="grey", lw=0.8)
+    ax2.axvline(evalaware.chosen_layer, color="grey", lw=0.8)
     ax2.set_title("evaluation vs deployment (held-out requests + templates)", fontsize=9)
     for ax in (ax1, ax2):
         ax.axhline(0.5, color="grey", lw=0.5)
@@ -86,8 +89,8 @@ class WorldModelSection:
         from tripwire.checks.eval_awareness import probe_eval_awareness
         from tripwire.checks.plausibility import probe_plausibility
 
-        n_frames = N_FRAMES if ctx.limit is None else min(N_FRAMES, max(16, ctx.limit))
-        n_req = N_REQUESTS if ctx.limit is None else min(N_REQUESTS, max(16, ctx.limit))
+        n_frames = ctx.capped(N_FRAMES, floor=16)
+        n_req = ctx.capped(N_REQUESTS, floor=16)
         n_layers = ctx.lm.n_layers
         layers = sorted({*range(0, n_layers, LAYER_STRIDE), n_layers - 1})
         plaus = probe_plausibility(
@@ -98,7 +101,7 @@ class WorldModelSection:
             seed=ctx.seed,
             logistic=False,
             progress=ctx.progress,
-        ).to_dict()
+        )
         ea = probe_eval_awareness(
             ctx.lm,
             layers=layers,
@@ -106,13 +109,13 @@ class WorldModelSection:
             n_random=N_RANDOM,
             seed=ctx.seed,
             progress=ctx.progress,
-        ).to_dict()
+        )
         rows: list[list[Any]] = []
-        for name, p in plaus["pairs"].items():
+        for name, p in plaus.pairs.items():
             rows.append(
                 [
                     f"plausibility: {name.replace('_', ' ')}",
-                    plaus["chosen_layer"],
+                    plaus.chosen_layer,
                     p["auroc"],
                     f"[{p['auroc_ci'][0]:.3f}, {p['auroc_ci'][1]:.3f}]",
                     p["random_baseline_auroc"],
@@ -120,26 +123,26 @@ class WorldModelSection:
                     p["n_test"],
                 ]
             )
-        text = ea["baselines"]["text_tfidf"]
+        text = ea.baselines["text_tfidf"]
         rows.append(
             [
-                f"evaluation vs deployment ({ea['detector_kind']})",
-                ea["chosen_layer"],
-                ea["auroc"],
-                f"[{ea['auroc_ci'][0]:.3f}, {ea['auroc_ci'][1]:.3f}]",
-                ea["random_baseline_auroc"],
+                f"evaluation vs deployment ({ea.detector_kind})",
+                ea.chosen_layer,
+                ea.auroc,
+                f"[{ea.auroc_ci[0]:.3f}, {ea.auroc_ci[1]:.3f}]",
+                ea.random_baseline_auroc,
                 f"TF-IDF {text['auroc']:.3f}",
-                ea["n_test"],
+                ea.n_test,
             ]
         )
-        t = plaus["three_way"]
+        t = plaus.three_way
         html = (
-            f"<p><b>Plausibility</b>: {plaus['n_frames']} shipped event frames, each written "
+            f"<p><b>Plausibility</b>: {plaus.n_frames} shipped event frames, each written "
             "plausible / improbable / impossible with one or two words changed; a difference of "
             "means per pair of categories, read at the last token and scored on "
-            f"{plaus['n_test_frames']} held-out frames. The text-only baseline is the model's own "
+            f"{plaus.n_test_frames} held-out frames. The text-only baseline is the model's own "
             "mean token log-probability of the sentence. <b>Evaluation vs deployment</b>: "
-            f"{ea['n_train'] // 2 + ea['n_test'] // 2} requests, each framed as a test and as real "
+            f"{ea.n_train // 2 + ea.n_test // 2} requests, each framed as a test and as real "
             "use; the test split holds requests <i>and</i> framing templates never seen in "
             "training, read as the behaviour suite reads a detector (mean over a reply). The "
             "surface baseline is TF-IDF + logistic regression on the text. Layers are chosen "
@@ -160,21 +163,21 @@ class WorldModelSection:
                 ],
                 rows,
             )
-            + f"<p>3-way plausibility accuracy at layer {plaus['chosen_layer']}: "
+            + f"<p>3-way plausibility accuracy at layer {plaus.chosen_layer}: "
             f"{t['accuracy']:.2f} [{t['accuracy_ci'][0]:.2f}, {t['accuracy_ci'][1]:.2f}] "
             f"(log-prob alone {t['logprob_accuracy']:.2f}; chance 0.33; n={t['n_test']}).</p>"
             + _plot(plaus, ea)
         )
-        hard = plaus["pairs"]["improbable_vs_impossible"]
+        hard = plaus.pairs["improbable_vs_impossible"]
         summary = (
-            f"improbable vs impossible AUROC {hard['auroc']:.3f} at layer {plaus['chosen_layer']} "
+            f"improbable vs impossible AUROC {hard['auroc']:.3f} at layer {plaus.chosen_layer} "
             f"(random {hard['random_baseline_auroc']:.3f}, log-prob {hard['logprob_auroc']:.3f}); "
-            f"3-way accuracy {t['accuracy']:.2f}; eval-vs-deployment AUROC {ea['auroc']:.3f} at "
-            f"layer {ea['chosen_layer']} (random {ea['random_baseline_auroc']:.3f}, TF-IDF "
+            f"3-way accuracy {t['accuracy']:.2f}; eval-vs-deployment AUROC {ea.auroc:.3f} at "
+            f"layer {ea.chosen_layer} (random {ea.random_baseline_auroc:.3f}, TF-IDF "
             f"{text['auroc']:.3f})"
         )
         return SectionResult(
-            data={"worldmodel": {"plausibility": plaus, "eval_awareness": ea}},
+            data={"plausibility": plaus.to_dict(), "eval_awareness": ea.to_dict()},
             html=html,
             summary=summary,
         )

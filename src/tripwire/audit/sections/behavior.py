@@ -11,14 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tripwire.report.html import esc, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, table
+from tripwire.audit._registry import SectionResult, section
 
 
 def _fmt_ci(ci: Any) -> str:
     if not ci or ci[0] is None:
         return "—"
     return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+#: Samples per condition when ``--limit`` is not given.
+PER_CONDITION = 2
 
 
 @section
@@ -32,13 +37,14 @@ class BehaviorSection:
         from tripwire.behavior.provider import SCRIPTED
         from tripwire.behavior.runner import DEFAULT_AUDIT_TASKS, behavior_audit
 
-        out = Path(ctx.shared["out_dir"])
+        out = ctx.out_dir
         lm = ctx.lm
         # Scripted policies take no model args; local models get a short generation budget.
         model_args: dict[str, Any] = {} if lm.spec in SCRIPTED else {"max_new_tokens": 64}
         if lm.adapter is not None:
             model_args["adapter"] = lm.adapter
-        per_condition = ctx.limit or 2
+        # --limit sets the samples per condition here (it does not cap a larger default).
+        per_condition = ctx.limit or PER_CONDITION
         ctx.progress(f"behaviour: {len(DEFAULT_AUDIT_TASKS)} scenarios x {per_condition}/condition")
         result = behavior_audit(
             f"tripwire/{lm.spec}",
@@ -87,4 +93,4 @@ class BehaviorSection:
             f"{len(result['findings'])} scenarios x {per_condition} samples/condition; "
             f"{len(worst)} with a positive difference vs control"
         )
-        return SectionResult(data={"behavior": result}, html=html, summary=summary)
+        return SectionResult(data=result, html=html, summary=summary)

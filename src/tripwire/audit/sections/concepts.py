@@ -1,38 +1,29 @@
-"""Audit section: extract the shipped concepts and evaluate each on held-out passages."""
+"""Audit section: extract the shipped concepts and evaluate each on held-out passages.
+
+A readout chosen in the first block or two (:data:`EARLY_LAYERS`) may read the words of the
+passages rather than a concept built from them; such concepts are flagged *possibly lexical*
+in the table and the JSON.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from tripwire.report.html import Raw, figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import Raw, esc, figure, svg, table
+from tripwire.audit._registry import SectionResult, section
+
+if TYPE_CHECKING:
+    from tripwire.whitebox.concepts import ConceptEval
 
 AUROC_BAR = 0.95
+#: Readouts chosen at a layer below this (the first two blocks) are flagged possibly lexical.
+EARLY_LAYERS = 2
 
 
-def concept_vectors(ctx: AuditContext) -> dict[str, Any]:
-    """The concept vectors of this audit, extracting them on first use (shared by sections)."""
-    if "concept_vectors" not in ctx.shared:
-        from tripwire.whitebox.concepts import extract_concepts
-
-        results = extract_concepts(
-            ctx.lm,
-            seed=ctx.seed,
-            progress=lambda name, k, n: ctx.progress(f"concept {k}/{n}: {name}"),
-        )
-        ctx.shared["concept_vectors"] = {v.name: v for v, _ in results}
-        ctx.shared["concept_evals"] = [e for _, e in results]
-        out = ctx.shared.get("out_dir")
-        if isinstance(out, Path):
-            for v, _ in results:
-                v.save(out / "vectors" / v.name)
-    return dict(ctx.shared["concept_vectors"])
-
-
-def _sweep_plot(evals: list[Any]) -> str:
+def _sweep_plot(evals: list[ConceptEval]) -> str:
     fig, ax = figure(9, 4.2)
     for ev in evals:
         layers = [p["layer"] for p in ev.per_layer]
@@ -48,6 +39,10 @@ def _sweep_plot(evals: list[Any]) -> str:
     return svg(fig)
 
 
+def _mark(ok: bool) -> Raw:
+    return Raw(f"<span class={'pass' if ok else 'fail'}>{'yes' if ok else 'no'}</span>")
+
+
 @section
 class ConceptsSection:
     name: ClassVar[str] = "concepts"
@@ -55,11 +50,10 @@ class ConceptsSection:
     order: ClassVar[int] = 10
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        concept_vectors(ctx)
-        evals = ctx.shared["concept_evals"]
+        evals = ctx.concept_evals()
         rows, data = [], []
         for ev in evals:
-            ok = ev.auroc >= AUROC_BAR
+            lexical = ev.best_layer < EARLY_LAYERS
             rows.append(
                 [
                     ev.name,
@@ -68,15 +62,23 @@ class ConceptsSection:
                     f"[{ev.auroc_ci[0]:.3f}, {ev.auroc_ci[1]:.3f}]",
                     ev.random_baseline_auroc,
                     ev.cv_auroc,
-                    Raw(f"<span class={'pass' if ok else 'fail'}>{'yes' if ok else 'no'}</span>"),
+                    _mark(ev.auroc >= AUROC_BAR),
+                    Raw("<b>possibly lexical</b>") if lexical else "",
                 ]
             )
-            data.append(ev.to_dict())
+            data.append(ev.to_dict() | {"possibly_lexical": lexical})
         passed = sum(ev.auroc >= AUROC_BAR for ev in evals)
+        lexical_names = [ev.name for ev in evals if ev.best_layer < EARLY_LAYERS]
         summary = (
             f"{passed}/{len(evals)} concepts separate held-out passages at AUROC >= {AUROC_BAR} "
             f"(median random-direction baseline "
             f"{float(np.median([e.random_baseline_auroc for e in evals])):.3f})"
+            + (
+                f"; possibly lexical (readout in the first {EARLY_LAYERS} blocks): "
+                + ", ".join(lexical_names)
+                if lexical_names
+                else ""
+            )
         )
         html = (
             "<p>Each concept has 64 matched passage pairs (the concept present vs absent), "
@@ -96,8 +98,19 @@ class ConceptsSection:
                     "random baseline",
                     "CV AUROC (train)",
                     f">= {AUROC_BAR}",
+                    "note",
                 ],
                 rows,
+            )
+            + (
+                f"<p><b>Possibly lexical</b>: {esc(', '.join(lexical_names))} "
+                f"{'is' if len(lexical_names) == 1 else 'are'} read in the first "
+                f"{EARLY_LAYERS} blocks, where the residual stream still carries mostly the "
+                "tokens themselves: the readout may separate the passages by their words rather "
+                "than by a concept the model built from them. Read its AUROC with that in "
+                "mind; a readout chosen deeper is stronger evidence.</p>"
+                if lexical_names
+                else ""
             )
             + _sweep_plot(evals)
             + "<p class=muted>The per-layer curves use the held-out pairs at every layer and are "
@@ -106,7 +119,11 @@ class ConceptsSection:
         return SectionResult(
             data={
                 "concepts": data,
-                "concepts_summary": {"passed": passed, "total": len(evals), "bar": AUROC_BAR},
+                "passed": passed,
+                "total": len(evals),
+                "bar": AUROC_BAR,
+                "early_layers": EARLY_LAYERS,
+                "possibly_lexical": lexical_names,
             },
             html=html,
             summary=summary,

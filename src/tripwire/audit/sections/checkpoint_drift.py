@@ -1,43 +1,47 @@
 """Audit section (only with ``--adapter``): how far the adapter moved the model along each
 shipped concept, measured against the clean base and beside random directions.
 
-Directions come from the audit's ``concepts`` section when it ran (shared through
-``ctx.shared``; fitted on the model under audit) and are otherwise fitted once on the clean base
-(a difference of means at the middle layer, :data:`N_PAIRS` pairs per concept). Either way they
-are held fixed for both models, so only the activations differ.
+Directions come from the audit's ``concepts`` section when it ran (the concept vectors the
+audit has already extracted, fitted on the model under audit) and are otherwise fitted once on
+the clean base (a difference of means at the middle layer, :data:`N_PAIRS` pairs per concept).
+Either way they are held fixed for both models, so only the activations differ.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from tripwire.report.html import esc, figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, figure, svg, table
+from tripwire.audit._registry import SectionResult, section
+
+if TYPE_CHECKING:
+    from tripwire.checks.checkpoint_drift import ConceptDrift
 
 N_PROMPTS = 48
 N_PAIRS = 8
 N_RANDOM = 500
 
 
-def _plot(rows: list[dict[str, Any]]) -> str:
+def _plot(rows: list[ConceptDrift]) -> str:
     fig, ax = figure(9, 0.32 * len(rows) + 1.4)
     y = np.arange(len(rows))
-    z = np.array([r["drift_z"] for r in rows])
-    lo = np.array([r["ci"][0] for r in rows])
-    hi = np.array([r["ci"][1] for r in rows])
-    band = np.array([r["random_abs_z_p95"] for r in rows])
+    z = np.array([r.drift_z for r in rows])
+    lo = np.array([r.ci[0] for r in rows])
+    hi = np.array([r.ci[1] for r in rows])
+    band = np.array([r.random_abs_z_p95 for r in rows])
     ax.barh(
         y, 2 * band, left=-band, height=0.8, color="0.88", label="random directions: 95% of |z|"
     )
-    colors = ["tab:red" if r["beyond_random"] else "tab:blue" for r in rows]
+    colors = ["tab:red" if r.beyond_random else "tab:blue" for r in rows]
     ax.errorbar(
         z, y, xerr=[z - lo, hi - z], fmt="none", ecolor="k", elinewidth=1, capsize=2, zorder=3
     )
     ax.scatter(z, y, c=colors, zorder=4, label="concept drift (95% CI)")
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(y, [f"{r['concept']} (L{r['layer']})" for r in rows])
+    ax.set_yticks(y, [f"{r.concept} (L{r.layer})" for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("drift z: mean shift on the prompts / base projection std")
     ax.legend(fontsize=7, loc="lower right")
@@ -66,7 +70,7 @@ class DriftSection:
         ctx.progress("drift: loading the clean base model")
         dtype = str(ctx.lm.describe()["dtype"])
         base = load_model(ctx.lm.spec, dtype=dtype, device=str(ctx.lm.device))
-        vectors = ctx.shared.get("concept_vectors")
+        vectors = ctx.extracted_concepts()
         if vectors:
             directions = directions_from_vectors(
                 vectors, "the audit's concepts section (fitted on the model under audit)"
@@ -82,7 +86,7 @@ class DriftSection:
             )
             for d in directions.values():
                 d.source = f"fitted once on the clean base (difference of means, {N_PAIRS} pairs)"
-        n = N_PROMPTS if ctx.limit is None else max(8, min(N_PROMPTS, ctx.limit))
+        n = ctx.capped(N_PROMPTS, floor=8)
         res = measure_drift(
             ("base", base),
             [("adapter", ctx.lm)],
@@ -92,25 +96,24 @@ class DriftSection:
             seed=ctx.seed,
             progress=lambda m: ctx.progress(f"drift: {m}"),
         )
-        data = res.to_dict()
-        rows = data["drift"]
-        beyond = [r["concept"] for r in rows if r["beyond_random"]]
+        rows = res.drift
+        beyond = [r.concept for r in rows if r.beyond_random]
         html_rows = [
             [
-                r["concept"],
-                r["layer"],
-                r["drift_z"],
-                f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]",
-                r["random_abs_z_p95"],
-                f"{r['random_percentile']:.0f}",
-                "yes" if r["beyond_random"] else "no",
+                r.concept,
+                r.layer,
+                r.drift_z,
+                f"[{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]",
+                r.random_abs_z_p95,
+                f"{r.random_percentile:.0f}",
+                "yes" if r.beyond_random else "no",
             ]
             for r in rows
         ]
         shifts = "; ".join(
-            f"layer {o['layer']}: {o['relative_shift']:.3f} of the base spread, random-direction "
-            f"|z| median {o['random_abs_z_median']:.2f}"
-            for o in data["overall"]
+            f"layer {o.layer}: {o.relative_shift:.3f} of the base spread, random-direction "
+            f"|z| median {o.random_abs_z_median:.2f}"
+            for o in res.overall
         )
         source = res.directions[0].source if res.directions else ""
         html = (
@@ -137,11 +140,11 @@ class DriftSection:
             + f"<p>Overall shift: {esc(shifts)}.</p>"
             + _plot(rows)
         )
-        top = max(rows, key=lambda r: abs(r["drift_z"]))
+        top = max(rows, key=lambda r: abs(r.drift_z))
         summary = (
             f"{len(beyond)}/{len(rows)} concepts drift beyond the random-direction control"
             + (f" ({', '.join(beyond)})" if beyond else "")
-            + f"; largest {top['concept']} z {top['drift_z']:+.2f} "
-            f"(random p95 {top['random_abs_z_p95']:.2f})"
+            + f"; largest {top.concept} z {top.drift_z:+.2f} "
+            f"(random p95 {top.random_abs_z_p95:.2f})"
         )
-        return SectionResult(data={"drift": data}, html=html, summary=summary)
+        return SectionResult(data=res.to_dict(), html=html, summary=summary)

@@ -10,9 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import table
+from tripwire.audit._registry import SectionResult, section
 from tripwire.errors import UsageError
-from tripwire.report.html import table
-from tripwire.report.sections import AuditContext, SectionResult, section
 
 
 @section
@@ -23,21 +24,21 @@ class RuntimeSection:
     default: ClassVar[bool] = False
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        trace = ctx.shared.get("trace")
+        trace = ctx.trace
         if trace is None:
             raise UsageError("the runtime section needs a recorded trace: pass --trace FILE")
         from tripwire.runtime.watch import summarise_trace
 
-        ctx.progress(f"runtime: scoring {Path(trace).name}")
+        ctx.progress(f"runtime: scoring {trace.name}")
         with tempfile.TemporaryDirectory(prefix="tripwire-watch-") as work:
-            result = summarise_trace(Path(trace), Path(work))
+            result = summarise_trace(trace, Path(work))
         result.pop("db", None)
         result["trace"] = str(trace)
         rows = [[k, v] for k, v in sorted(result["actions"].items())]
         rule_rows = [[k, v] for k, v in result["rules_matched"].items()]
         alert_rows = [[k, v] for k, v in sorted(result["alerts"].items())]
         html = (
-            f"<p>{result['events']} events from <code>{Path(trace).name}</code> scored by the "
+            f"<p>{result['events']} events from <code>{trace.name}</code> scored by the "
             "runtime pipeline (deterministic rules from the default policy, honeypot guard, "
             "calibrated drift detectors) in "
             f"{result['seconds']} s.</p>"
@@ -50,4 +51,4 @@ class RuntimeSection:
             f"{result['events']} events: {flagged} flagged, deferred or blocked; "
             f"{sum(result['alerts'].values())} alerts"
         )
-        return SectionResult(data={"runtime": result}, html=html, summary=summary)
+        return SectionResult(data=result, html=html, summary=summary)

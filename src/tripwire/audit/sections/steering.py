@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tripwire.audit.concepts import concept_vectors
-from tripwire.audit.pressure import N_BOOT
-from tripwire.report.html import esc, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, table
+from tripwire.audit._registry import SectionResult, section
+from tripwire.audit.sections.pressure import N_BOOT
 from tripwire.stats import paired_bootstrap
 
 CONCEPT = "joy"
@@ -40,7 +40,12 @@ class SteeringSection:
         from tripwire.whitebox.steering import export_control_vector, steer
 
         lm = ctx.lm
-        v = concept_vectors(ctx)[CONCEPT]
+        # Reuse the concepts section's vector; run alone, extract this one concept only.
+        reused = CONCEPT in ctx.extracted_concepts()
+        v = ctx.concept_vectors([CONCEPT])[CONCEPT]
+        source = (
+            "the concepts section" if reused else f"extracted for this section ({CONCEPT} only)"
+        )
         layer = v.layer
         readout = min(lm.n_layers - 1, layer + 4)
         # Held out: the tail of the neutral set (concepts and thresholds use its head).
@@ -98,12 +103,11 @@ class SteeringSection:
             )
         )
         changed = sum(a.strip() != b.strip() for a, b in zip(before, after, strict=True))
-        out = ctx.shared.get("out_dir")
         gguf_path = None
-        if out is not None and layer > 0:
+        if layer > 0:
             gguf_path = export_control_vector(
                 {layer: u},
-                out / "vectors" / f"{CONCEPT}.gguf",
+                ctx.out_dir / "vectors" / f"{CONCEPT}.gguf",
                 model_hint=str(lm.describe()["model_type"]),
                 strength=strength,
             )
@@ -116,7 +120,8 @@ class SteeringSection:
         )
         up_ok = mech["add +"]["ci_lo"] > 0 and mech["add -"]["ci_hi"] < 0
         html = (
-            f"<p>Concept <b>{esc(CONCEPT)}</b>, added at layer {layer} with strength "
+            f"<p>Concept <b>{esc(CONCEPT)}</b> (vector: {esc(source)}), "
+            f"added at layer {layer} with strength "
             f"{strength:.1f} ({RELATIVE_STRENGTH} × the mean residual norm {norm:.1f}); "
             "read out at "
             f"layer {readout} on {len(prompts)} held-out neutral prompts. Paired differences "
@@ -134,27 +139,27 @@ class SteeringSection:
             )
         )
         data = {
-            "steering": {
-                "concept": CONCEPT,
-                "layer": layer,
-                "readout_layer": readout,
-                "strength": strength,
-                "relative_strength": RELATIVE_STRENGTH,
-                "projection_shift": mech,
-                "reread_shift": beh,
-                "answers_changed": changed,
-                "n_prompts": len(prompts),
-                "examples": [
-                    {"prompt": p, "before": b, "after": a}
-                    for p, b, a in zip(prompts, before, after, strict=True)
-                ],
-                "intended_direction": bool(up_ok and beh["ci_lo"] > 0),
-            }
+            "concept": CONCEPT,
+            "vector_source": source,
+            "layer": layer,
+            "readout_layer": readout,
+            "strength": strength,
+            "relative_strength": RELATIVE_STRENGTH,
+            "projection_shift": mech,
+            "reread_shift": beh,
+            "answers_changed": changed,
+            "n_prompts": len(prompts),
+            "examples": [
+                {"prompt": p, "before": b, "after": a}
+                for p, b, a in zip(prompts, before, after, strict=True)
+            ],
+            "intended_direction": bool(up_ok and beh["ci_lo"] > 0),
         }
         summary = (
             f"{CONCEPT} +{strength:.0f} at layer {layer}: "
             f"projection {mech['add +']['mean_diff']:+.1f}, "
             f"−: {mech['add -']['mean_diff']:+.1f}; re-read answers Δz {beh['mean_diff_z']:+.2f} "
             f"[{beh['ci_lo']:+.2f}, {beh['ci_hi']:+.2f}]; {changed}/{len(prompts)} answers changed"
+            + ("" if reused else f" ({CONCEPT} extracted alone: the concepts section did not run)")
         )
         return SectionResult(data=data, html=html, summary=summary)

@@ -10,10 +10,14 @@ same probe on the clean base model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from tripwire.report.html import esc, figure, svg, table
-from tripwire.report.sections import AuditContext, SectionResult, section
+from tripwire.audit._context import AuditContext
+from tripwire.audit._html import esc, figure, svg, table
+from tripwire.audit._registry import SectionResult, section
+
+if TYPE_CHECKING:
+    from tripwire.checks.defection import DefectionProbeResult
 
 N_PROMPTS = 48
 
@@ -23,7 +27,7 @@ def _eval_sets(ctx: AuditContext) -> dict[str, tuple[list[str], list[int]]]:
     from tripwire.organisms.triggers import make_trigger
     from tripwire.whitebox.datasets import load_eval_file
 
-    n = N_PROMPTS if ctx.limit is None else min(N_PROMPTS, max(8, ctx.limit))
+    n = ctx.capped(N_PROMPTS, floor=8)
     own = Path(str(ctx.lm.adapter)) / "eval.jsonl"
     if own.is_file():
         prompts, labels = load_eval_file(own)
@@ -40,6 +44,19 @@ def _eval_sets(ctx: AuditContext) -> dict[str, tuple[list[str], list[int]]]:
             [int(str(r["label"])) for r in rows],
         )
     return sets
+
+
+def _null_auroc(res: DefectionProbeResult) -> float:
+    """The clean base's AUROC at the adapter's layer (the null :func:`attach_null` recorded)."""
+    assert res.null is not None
+    return float(res.null["auroc_at_organism_layer"])
+
+
+def _payload(res: DefectionProbeResult) -> dict[str, Any]:
+    """The probe's JSON without the per-prompt scores."""
+    d = res.to_dict()
+    d.pop("scores", None)
+    return d
 
 
 def _plot(results: dict[str, Any]) -> str:
@@ -85,28 +102,26 @@ class OrganismSection:
         sets = _eval_sets(ctx)
         ctx.progress("organism: loading the clean base model for the null")
         base = load_model(ctx.lm.spec, device=str(ctx.lm.device))
-        results: dict[str, Any] = {}
-        rows = []
+        probed: dict[str, DefectionProbeResult] = {}
         for name, (prompts, labels) in sets.items():
             ctx.progress(f"organism: defection probe on {name}")
             res = probe_defection(ctx.lm, prompts, labels, seed=ctx.seed)
             attach_null(res, probe_defection(base, prompts, labels, seed=ctx.seed))
-            d = res.to_dict()
-            d.pop("scores", None)
-            results[name] = d
-            null = d["null"]
-            rows.append(
-                [
-                    name,
-                    d["best_layer"],
-                    d["auroc"],
-                    f"[{d['auroc_ci'][0]:.3f}, {d['auroc_ci'][1]:.3f}]",
-                    d["recall_at_1pct_fpr"],
-                    d["random_baseline_auroc"],
-                    null["auroc_at_organism_layer"],
-                    d["n_pos"] + d["n_neg"],
-                ]
-            )
+            probed[name] = res
+        rows = [
+            [
+                name,
+                res.best_layer,
+                res.auroc,
+                f"[{res.auroc_ci[0]:.3f}, {res.auroc_ci[1]:.3f}]",
+                res.recall_at_1pct_fpr,
+                res.random_baseline_auroc,
+                _null_auroc(res),
+                res.n_pos + res.n_neg,
+            ]
+            for name, res in probed.items()
+        ]
+        results = {name: _payload(res) for name, res in probed.items()}
         html = (
             f"<p>Adapter <code>{esc(ctx.lm.adapter)}</code>. The probe is a difference of means "
             "on the shipped generic yes/no contrast pairs only (no trigger knowledge), read at "
@@ -128,10 +143,10 @@ class OrganismSection:
             )
             + _plot(results)
         )
-        first = next(iter(results.values()))
+        first = next(iter(probed.values()))
         summary = (
-            f"defection probe AUROC {first['auroc']:.3f} at layer {first['best_layer']} "
-            f"(random {first['random_baseline_auroc']:.3f}, clean-base null "
-            f"{first['null']['auroc_at_organism_layer']:.3f})"
+            f"defection probe AUROC {first.auroc:.3f} at layer {first.best_layer} "
+            f"(random {first.random_baseline_auroc:.3f}, clean-base null "
+            f"{_null_auroc(first):.3f})"
         )
-        return SectionResult(data={"organism": results}, html=html, summary=summary)
+        return SectionResult(data=results, html=html, summary=summary)
