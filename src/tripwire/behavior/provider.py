@@ -39,7 +39,7 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolCall, ToolChoice, ToolInfo
 
-from tripwire.behavior._scenario import Policy, Say, ToolAction, family_of
+from tripwire.behavior.family import Policy, Say, ToolAction, family_of
 from tripwire.errors import UsageError
 
 SCRIPTED: dict[str, Policy] = {
