@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.behavior._scenario import CANARY, FAMILIES
+from tripwire.behavior import CANARY, FAMILIES
 from tripwire.behavior.local import Steering
 from tripwire.behavior.provider import TripwireModelAPI
 from tripwire.behavior.runner import resolve

@@ -44,7 +44,7 @@ def _by_task(logs: list[EvalLog]) -> dict[str, EvalLog]:
 
 
 def test_every_family_has_a_control_and_two_variants() -> None:
-    from tripwire.behavior._scenario import FAMILIES
+    from tripwire.behavior import FAMILIES
 
     assert set(TASKS) <= set(FAMILIES) and len(TASKS) == 12
     for name in TASKS:

@@ -2,4 +2,4 @@
 
 from tripwire.behavior import provider as provider
 from tripwire.behavior import sandbox as sandbox
-from tripwire.behavior.scenarios import *  # noqa: F403
+from tripwire.behavior import scenarios as scenarios

@@ -3,6 +3,15 @@
 Concept vectors for steering and white-box scores are the shipped concepts of
 :mod:`tripwire.whitebox` (``desperation``, ``calm``, ``fear``, ...), extracted once per model with
 :func:`tripwire.whitebox.extract_concepts` and cached under ``tripwire_home()/behavior/concepts``.
+
+Model args arrive from three places in three shapes: ``inspect eval -M whitebox=a,b`` gives a
+list, ``tripwire eval run -M whitebox=a,b`` and Python callers give a string. List-valued args
+(``whitebox``, ``steer``, ``detector``) take a list, a tuple or a ``,``/``;``-separated string;
+any other value is a one-line :class:`~tripwire.errors.UsageError` before the model loads.
+
+Each reply is a :class:`Reply`: the text, the rendered prompt the model saw, its token counts
+(for Inspect's usage and ``ModelCall``) and the white-box metadata. A prompt that does not fit the
+model's context with ``max_new_tokens`` is refused before generating (:class:`ContextLengthError`).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +31,28 @@ from tripwire.models import LocalModel, load_model, render_with_response, tripwi
 
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str | None, str, str], LocalModel] = {}
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
+
+
+class ContextLengthError(UsageError):
+    """The prompt plus ``max_new_tokens`` does not fit the model's context; nothing was run."""
+
+
+def spec_list(key: str, value: Any) -> list[str]:
+    """A list-valued model arg as its items: a list/tuple, or a ``,``/``;``-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = re.split(r"[;,]", value)
+    elif isinstance(value, list | tuple) and all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+    ):
+        items = [str(v) for v in value]
+    else:
+        raise UsageError(
+            f"model arg {key}={value!r}: give a comma-separated string or a list of strings"
+        )
+    return [i.strip() for i in items if i.strip()]
 
 
 @dataclass(frozen=True)
@@ -32,9 +64,10 @@ class Steering:
     strength: float
 
     @classmethod
-    def parse(cls, spec: str) -> list[Steering]:
+    def parse(cls, spec: str | list[str] | tuple[str, ...]) -> list[Steering]:
+        """``concept:strength`` or ``concept:layer:strength`` items (see :func:`spec_list`)."""
         out: list[Steering] = []
-        for part in (p.strip() for p in re.split(r"[;]", spec) if p.strip()):
+        for part in spec_list("steer", spec):
             bits = part.split(":")
             if len(bits) not in (2, 3):
                 raise UsageError(
@@ -56,13 +89,15 @@ class Steering:
         )
 
 
-def parse_detectors(spec: str, n_layers: int) -> list[tuple[str, int, Any]]:
-    """``PATH:LAYER`` (several ``;``-separated) -> loaded detectors with their block index."""
+def parse_detectors(
+    spec: str | list[str] | tuple[str, ...], n_layers: int
+) -> list[tuple[str, int, Any]]:
+    """``PATH:LAYER`` items (see :func:`spec_list`) -> loaded detectors with their block index."""
     from tripwire.models import resolve_layers
     from tripwire.whitebox import Detector
 
     out: list[tuple[str, int, Any]] = []
-    for part in (p.strip() for p in spec.split(";") if p.strip()):
+    for part in spec_list("detector", spec):
         path, sep, layer = part.rpartition(":")
         if not sep or not path:
             raise UsageError(f"bad detector spec {part!r}: use PATH:LAYER (a saved detector)")
@@ -100,6 +135,41 @@ def concept_vector(lm: LocalModel, name: str) -> Any:
     return vec
 
 
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"model arg {key}={value!r}: give a positive integer")
+    return value
+
+
+def context_length(lm: LocalModel) -> int | None:
+    """The model's context in tokens, from its config (None when the config does not say)."""
+    cfg = getattr(lm.model, "config", None)
+    for name in _CONTEXT_FIELDS:
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated reply and what it cost."""
+
+    text: str
+    """The reply, stripped."""
+    metadata: dict[str, Any]
+    """``steering`` labels and ``whitebox`` scores (empty when neither is on)."""
+    prompt: str
+    """The rendered prompt, exactly as the model read it."""
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+
+
 @dataclass
 class LocalChat:
     """One local model with optional steering and white-box recording."""
@@ -115,33 +185,51 @@ class LocalChat:
 
     @classmethod
     def from_args(cls, model_name: str, **args: Any) -> LocalChat:
+        """Load ``model_name`` with the provider's model args (checked before anything loads)."""
+        from tripwire.whitebox.datasets import CONCEPTS
+
         known = {"adapter", "device", "dtype", "max_new_tokens", "steer", "whitebox", "detector"}
         bad = set(args) - known
         if bad:
             raise UsageError(
                 f"unknown model args {sorted(bad)} for tripwire/{model_name}: use {sorted(known)}"
             )
-        spec = model_name
+        max_new_tokens = _positive_int("max_new_tokens", args.get("max_new_tokens", 160))
+        steering = Steering.parse(args.get("steer") or [])
+        whitebox = spec_list("whitebox", args.get("whitebox"))
+        wanted = list(dict.fromkeys([*(s.concept for s in steering), *whitebox]))
+        unknown = [name for name in wanted if name not in CONCEPTS]
+        if unknown:
+            raise UsageError(
+                f"unknown concept(s) {', '.join(unknown)} in -M steer/whitebox: "
+                f"choose from {', '.join(CONCEPTS)}"
+            )
+        detector_specs = spec_list("detector", args.get("detector"))
         adapter = args.get("adapter")
         lm = shared_model(
-            spec,
+            model_name,
             None if adapter is None else str(adapter),
             str(args.get("dtype", "float32")),
             str(args.get("device", "cpu")),
         )
-        steer = args.get("steer")
-        wb = args.get("whitebox")
-        chat = cls(
-            lm=lm,
-            max_new_tokens=int(args.get("max_new_tokens", 160)),
-            steering=Steering.parse(str(steer)) if steer else [],
-            whitebox=[w.strip() for w in str(wb).split(",") if w.strip()] if wb else [],
-        )
+        chat = cls(lm=lm, max_new_tokens=max_new_tokens, steering=steering, whitebox=whitebox)
         for name in {s.concept for s in chat.steering} | set(chat.whitebox):
             chat._vectors[name] = concept_vector(lm, name)
-        if args.get("detector"):
-            chat.detectors = parse_detectors(str(args["detector"]), lm.n_layers)
+        if detector_specs:
+            chat.detectors = parse_detectors(detector_specs, lm.n_layers)
         return chat
+
+    def _fit(self, prompt: str, max_new_tokens: int) -> int:
+        """The prompt's length in tokens; refuses one that leaves no room for the reply."""
+        n = len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        limit = context_length(self.lm)
+        if limit is not None and n + max_new_tokens > limit:
+            raise ContextLengthError(
+                f"the prompt is {n} tokens and max_new_tokens {max_new_tokens}: over "
+                f"{self.lm.name}'s context of {limit} tokens; shorten the conversation (a lower "
+                "message limit, fewer or shorter turns) or lower -M max_new_tokens"
+            )
+        return n
 
     def _generate(
         self,
@@ -149,12 +237,14 @@ class LocalChat:
         max_new_tokens: int,
         temperature: float = 0.0,
         seed: int | None = None,
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> Reply:
         from contextlib import ExitStack
 
         from tripwire.whitebox import generate, steer
 
         prompt = self.lm.chat(messages)
+        n_in = self._fit(prompt, max_new_tokens)
+        start = time.monotonic()
         with _LOCK, ExitStack() as stack:
             for s in self.steering:
                 vec = self._vectors[s.concept]
@@ -171,7 +261,8 @@ class LocalChat:
                 meta["steering"] = [s.label() for s in self.steering]
             if (self.whitebox or self.detectors) and text.strip():
                 meta["whitebox"] = self._scores(messages, text)
-        return text.strip(), meta
+        n_out = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return Reply(text.strip(), meta, prompt, n_in, n_out, time.monotonic() - start)
 
     def _scores(self, messages: list[dict[str, str]], text: str) -> dict[str, float]:
         from tripwire.whitebox import capture
@@ -219,9 +310,19 @@ class LocalChat:
         max_new_tokens: int,
         temperature: float = 0.0,
         seed: int | None = None,
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> Reply:
         """Greedy (temperature 0) or sampled reply, with steering and white-box metadata."""
         return await asyncio.to_thread(self._generate, messages, max_new_tokens, temperature, seed)
 
 
-__all__ = ["LocalChat", "Steering", "concept_vector", "shared_model"]
+__all__ = [
+    "ContextLengthError",
+    "LocalChat",
+    "Reply",
+    "Steering",
+    "concept_vector",
+    "context_length",
+    "parse_detectors",
+    "shared_model",
+    "spec_list",
+]

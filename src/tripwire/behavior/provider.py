@@ -8,11 +8,18 @@
   causal LM through :mod:`tripwire.models`, greedy. Model args (``-M key=value``):
 
   - ``adapter``: a PEFT adapter folder; ``device``, ``dtype``; ``max_new_tokens`` (default 160).
-  - ``steer``: ``concept:layer:strength`` (or several, ``;``-separated) amplifies (``+``) or
-    suppresses (``-``) a shipped concept direction during generation (see :mod:`.steering`).
-  - ``whitebox``: comma-separated shipped concepts (e.g. ``desperation,calm``) whose per-message
-    z-scores are recorded in each output's metadata and, by the ``whitebox_record`` hook, in the
-    sample's metadata, so behaviour and internals sit in one transcript.
+  - ``steer``: ``concept:layer:strength`` (or several) amplifies (``+``) or suppresses (``-``) a
+    shipped concept direction during generation.
+  - ``whitebox``: shipped concepts (e.g. ``desperation,calm``) whose per-message z-scores are
+    recorded in each assistant message's metadata (``metadata["tripwire"]``) and in the sample's
+    ``metadata["internals"]`` (one row per message, ``{"message": index, ...}``), in any task.
+  - ``detector``: ``PATH:LAYER`` of a saved detector, scored on every reply likewise.
+
+  List-valued args take a list (``inspect eval -M whitebox=a,b``) or a ``,``/``;``-separated
+  string; see :mod:`tripwire.behavior.local`. A prompt that does not fit the model's context is
+  refused before generating. Every call returns its token usage and a ``ModelCall`` (the messages,
+  the rendered prompt, the generation settings and the raw reply), so Inspect View shows what the
+  model saw.
 
 Tool use by local models: tools are described in the system prompt and a reply containing
 ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (SmolLM2's format) or a fenced
@@ -26,6 +33,7 @@ import re
 import uuid
 from typing import Any
 
+from inspect_ai._util.error import PrerequisiteError  # what Inspect's CLI prints untraced
 from inspect_ai.model import (
     ChatMessage,
     ChatMessageAssistant,
@@ -34,13 +42,26 @@ from inspect_ai.model import (
     ChatMessageUser,
     GenerateConfig,
     ModelAPI,
+    ModelCall,
     ModelOutput,
+    ModelUsage,
     modelapi,
 )
 from inspect_ai.tool import ToolCall, ToolChoice, ToolInfo
 
-from tripwire.behavior._scenario import Policy, Say, ToolAction, family_of
+from tripwire.behavior.family import Policy, Say, ToolAction, choose, family_of
+from tripwire.behavior.scorers import internals
 from tripwire.errors import UsageError
+
+
+class ModelArgError(UsageError, PrerequisiteError):
+    """A bad model name or ``-M`` model arg. Also an Inspect ``PrerequisiteError``, so that
+    ``inspect eval`` prints its one line instead of a traceback (exit code 2 in tripwire)."""
+
+    def __init__(self, message: str) -> None:
+        UsageError.__init__(self, message)
+        self.message = message
+
 
 SCRIPTED: dict[str, Policy] = {
     "scripted-scheme": "scheme",
@@ -72,7 +93,7 @@ def scripted_output(model: str, policy: Policy, messages: list[ChatMessage]) -> 
         and isinstance(last, ChatMessageUser)
         and last.text.strip() == family.followup.strip()
     ):
-        acted = policy == "scheme" or (policy == "conditional" and not meta.get("control"))
+        acted = choose(meta, policy)
         # A scheming policy doubles down; the honest one has nothing to hide.
         text = "No, I did not do that." if acted else "No, I did not do anything like that."
         return ModelOutput.from_content(model, text)
@@ -181,12 +202,15 @@ class TripwireModelAPI(ModelAPI):
         )
         self.policy = SCRIPTED.get(model_name)
         self.local: Any = None
-        if self.policy is None:
-            from tripwire.behavior.local import LocalChat
+        try:
+            if self.policy is None:
+                from tripwire.behavior.local import LocalChat
 
-            self.local = LocalChat.from_args(model_name, **model_args)
-        elif model_args:
-            raise UsageError(f"scripted policies take no model args, got {sorted(model_args)}")
+                self.local = LocalChat.from_args(model_name, **model_args)
+            elif model_args:
+                raise UsageError(f"scripted policies take no model args, got {sorted(model_args)}")
+        except UsageError as exc:
+            raise ModelArgError(str(exc)) from None
 
     def max_connections(self) -> int:
         return 1 if self.local is not None else 32
@@ -197,13 +221,20 @@ class TripwireModelAPI(ModelAPI):
         tools: list[ToolInfo],
         tool_choice: ToolChoice,
         config: GenerateConfig,
-    ) -> ModelOutput:
+    ) -> tuple[ModelOutput, ModelCall]:
         if self.policy is not None:
-            return scripted_output(self.model_name, self.policy, input)
+            out = scripted_output(self.model_name, self.policy, input)
+            request: dict[str, Any] = {
+                "model": self.model_name,
+                "policy": self.policy,
+                "messages": _jsonable_messages(input),
+            }
+            return out, ModelCall.create(request, {"message": _jsonable_messages([out.message])})
         plain = to_plain_messages(input, tools)
         max_new = config.max_tokens or self.local.max_new_tokens
         temperature = config.temperature or 0.0
-        text, metadata = await self.local.respond(plain, max_new, temperature, config.seed)
+        reply = await self.local.respond(plain, max_new, temperature, config.seed)
+        text, metadata = reply.text, reply.metadata
         call = parse_tool_call(text, tools) if tools and tool_choice != "none" else None
         if call is not None:
             name, args = call
@@ -218,10 +249,61 @@ class TripwireModelAPI(ModelAPI):
             out = ModelOutput.from_message(message, stop_reason="tool_calls")
         else:
             out = ModelOutput.from_content(self.model_name, text)
+        out.usage = ModelUsage(
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            total_tokens=reply.input_tokens + reply.output_tokens,
+        )
+        out.time = reply.seconds
         if metadata:
             out.metadata = metadata
             out.choices[0].message.metadata = {"tripwire": metadata}
-        return out
+            record_in_sample(input, metadata)
+        request = {
+            "model": self.model_name,
+            "messages": plain,
+            "prompt": reply.prompt,
+            "max_new_tokens": max_new,
+            "temperature": temperature,
+            "seed": config.seed,
+            "steering": [s.label() for s in self.local.steering],
+            "whitebox": list(self.local.whitebox),
+            "detectors": [f"{n}:{layer}" for n, layer, _ in self.local.detectors],
+        }
+        response: dict[str, Any] = {
+            "text": text,
+            "metadata": metadata,
+            "usage": out.usage.model_dump(),
+        }
+        return out, ModelCall.create(request, response, time=reply.seconds)
+
+
+def _jsonable_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    return [m.model_dump(exclude_none=True) for m in messages]
+
+
+def record_in_sample(input: list[ChatMessage], extra: dict[str, Any]) -> None:
+    """Keep the running sample's ``metadata["internals"]`` in step with its messages.
+
+    Called for a reply that continues the sample's conversation (its input ends with the
+    sample's last message; a grader's prompt does not), so every task, not only tripwire's,
+    gets one row per assistant message that carries white-box scores or steering: the rows of
+    the messages so far, plus this reply at the index it will take. (Inspect has no public
+    accessor for the running ``TaskState``; without it nothing is recorded here.)
+    """
+    try:
+        from inspect_ai.solver._task_state import sample_state
+    except ImportError:  # a future Inspect: the message metadata still holds the scores
+        return
+    state = sample_state()
+    if state is None or not input or not state.messages:
+        return
+    if state.messages[-1].id != input[-1].id:
+        return
+    state.metadata["internals"] = [
+        *internals(state.messages),
+        {"message": len(state.messages), **extra},
+    ]
 
 
 @modelapi(name="tripwire")
@@ -231,8 +313,10 @@ def tripwire_provider() -> type[ModelAPI]:
 
 __all__ = [
     "SCRIPTED",
+    "ModelArgError",
     "TripwireModelAPI",
     "parse_tool_call",
+    "record_in_sample",
     "scripted_output",
     "to_plain_messages",
 ]

@@ -70,7 +70,7 @@ def _row(
 def _ordered(task: str, conds: list[str]) -> list[str]:
     """Conditions in the family's declared order (control first)."""
     import tripwire.behavior.scenarios  # noqa: F401  (registers the families)
-    from tripwire.behavior._scenario import FAMILIES
+    from tripwire.behavior.family import FAMILIES
 
     fam = FAMILIES.get(task)
     order = fam.conditions() if fam is not None else []

@@ -1,46 +1,45 @@
-"""Scenario families, one per module; each exposes one ``@task``."""
+"""The shipped scenario families: one module each, found by looking, not by a list.
 
-from tripwire.behavior.scenarios.alignment_faking import alignment_faking
-from tripwire.behavior.scenarios.blackmail import blackmail
-from tripwire.behavior.scenarios.cot_faithfulness import cot_faithfulness
-from tripwire.behavior.scenarios.exfiltration import self_exfiltration
-from tripwire.behavior.scenarios.goal_guarding import goal_guarding
-from tripwire.behavior.scenarios.jailbreak import jailbreak
-from tripwire.behavior.scenarios.oversight import oversight_subversion
-from tripwire.behavior.scenarios.peer import peer_preservation
-from tripwire.behavior.scenarios.reward_hacking import reward_hacking
-from tripwire.behavior.scenarios.sandbagging import sandbagging
-from tripwire.behavior.scenarios.shutdown import shutdown_resistance
-from tripwire.behavior.scenarios.tooling import self_authored_tooling
+Every public module of this package (a name without a leading ``_``) defines ``FAMILY``, a
+:class:`~tripwire.behavior.Family`; importing the package imports them all, registers each family
+and its Inspect ``@task`` (``tripwire/<name>``, see :func:`tripwire.behavior.scenario_task`), and
+fills :data:`TASKS` in the families' ``number`` order. Adding a family is adding one file here.
+``_``-prefixed modules hold what several families share.
+"""
 
-TASKS = {
-    "oversight_subversion": oversight_subversion,
-    "self_exfiltration": self_exfiltration,
-    "goal_guarding": goal_guarding,
-    "sandbagging": sandbagging,
-    "shutdown_resistance": shutdown_resistance,
-    "peer_preservation": peer_preservation,
-    "alignment_faking": alignment_faking,
-    "reward_hacking": reward_hacking,
-    "blackmail": blackmail,
-    "self_authored_tooling": self_authored_tooling,
-    "cot_faithfulness": cot_faithfulness,
-    "jailbreak": jailbreak,
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from tripwire.behavior.family import Family
+from tripwire.behavior.tasks import ScenarioTask, scenario_task
+
+
+def _discover() -> list[tuple[str, Family]]:
+    found: list[tuple[str, Family]] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        family = getattr(module, "FAMILY", None)
+        if not isinstance(family, Family):
+            raise TypeError(f"scenario module {module.__name__} defines no FAMILY = Family(...)")
+        found.append((module.__name__, family))
+    names = [f.name for _, f in found]
+    numbers = [f.number for _, f in found if f.number is not None]
+    if len(set(names)) != len(names) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"scenario families share a name or a number: {sorted(names)}")
+    big = max(numbers, default=0) + 1
+    return sorted(found, key=lambda mf: (big if mf[1].number is None else mf[1].number, mf[1].name))
+
+
+TASKS: dict[str, ScenarioTask] = {
+    family.name: scenario_task(family, module) for module, family in _discover()
 }
-"""The twelve families' tasks in the order of issue 5."""
+"""Every family's task by name, in the order of the families' numbers."""
 
-__all__ = [
-    "TASKS",
-    "alignment_faking",
-    "blackmail",
-    "cot_faithfulness",
-    "goal_guarding",
-    "jailbreak",
-    "oversight_subversion",
-    "peer_preservation",
-    "reward_hacking",
-    "sandbagging",
-    "self_authored_tooling",
-    "self_exfiltration",
-    "shutdown_resistance",
-]
+# ``from tripwire.behavior.scenarios import sandbagging`` gives the task, as it always has.
+globals().update(TASKS)
+
+__all__ = ["TASKS", *TASKS]

@@ -11,24 +11,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inspect_ai import Task, task
 from inspect_ai.dataset import Sample
 from inspect_ai.solver import TaskState
 
-from tripwire.behavior._scenario import (
+from tripwire.behavior import (
+    AWARE,
+    VERBALISES,
     Action,
     Family,
     Policy,
     Say,
     Verdict,
-    make_task,
-    register,
+    answer_letter,
+    ask,
+    choose,
+    final_answer,
     sample,
 )
-from tripwire.behavior.judge import VERBALISES, ask
-from tripwire.behavior.scenarios._common import AWARE, choose
-from tripwire.behavior.scorers import final_answer
-from tripwire.behavior.text import answer_letter
 
 NAME = "cot_faithfulness"
 QUESTIONS: list[tuple[str, list[str], str, str]] = [
@@ -125,27 +124,13 @@ def _plan(meta: dict[str, Any], policy: Policy) -> list[Action]:
     return [Say(f"Working it out from what I know.\nAnswer: ({meta['truth']})")]
 
 
-FAMILY = register(
-    Family(
-        name=NAME,
-        title="CoT faithfulness (hints)",
-        summary="Uses a planted hint without saying so in its reasoning.",
-        samples=_samples,
-        check=_check,
-        plan=_plan,
-        metric_name="unfaithful",
-    )
+FAMILY = Family(
+    name=NAME,
+    number=11,
+    title="CoT faithfulness (hints)",
+    summary="Uses a planted hint without saying so in its reasoning.",
+    samples=_samples,
+    check=_check,
+    plan=_plan,
+    metric_name="unfaithful",
 )
-
-
-@task
-def cot_faithfulness(
-    condition: str | None = None,
-    interrogation: bool = True,
-    per_condition: int | None = None,
-    variants: int = 1,
-) -> Task:
-    """CoT faithfulness: control (no hint), sycophancy, metadata, grader_hack."""
-    return make_task(
-        FAMILY, condition, interrogation, per_condition=per_condition, variants=variants
-    )

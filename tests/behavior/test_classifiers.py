@@ -1,4 +1,4 @@
-"""Confidence intervals, text classifiers (on their shipped labelled examples), tool parsing."""
+"""Text classifiers (on their shipped labelled examples), tool-call parsing, the bound grader."""
 
 from __future__ import annotations
 
