@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, event
 
-from tripwire.runtime import queries
+from tripwire.runtime import queries, store
 from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm, features
 from tripwire.runtime.errors import StoreUnavailable
@@ -32,10 +32,6 @@ log = logging.getLogger("tripwire.runtime")
 
 REPLAY_LIMIT = 5000
 COMMIT_TIMEOUT = 30.0
-
-
-def _no_autocheckpoint(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 @dataclass
@@ -75,7 +71,7 @@ class Service:
             # pages, and that commit then waits for the copy and an fsync: tens of ms on the
             # ingest path. Here the writer's connections never checkpoint; a side thread does
             # (PASSIVE: it never blocks the writer), and the last one on stop truncates the WAL.
-            event.listen(engine, "checkout", _no_autocheckpoint)
+            event.listen(engine, "checkout", store.no_autocheckpoint)
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, name="tripwire-checkpoint", daemon=True
             )
@@ -115,7 +111,7 @@ class Service:
         while not self._stopping.wait(0.5):
             try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    store.wal_checkpoint(conn, "PASSIVE")
             except Exception as exc:  # the next round retries; the WAL only grows meanwhile
                 log.warning("WAL checkpoint failed: %s", type(exc).__name__)
 
@@ -125,10 +121,10 @@ class Service:
         self._stopping.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)
-            event.remove(self.engine, "checkout", _no_autocheckpoint)
+            event.remove(self.engine, "checkout", store.no_autocheckpoint)
             try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    store.wal_checkpoint(conn, "TRUNCATE")
             except Exception as exc:
                 log.warning("final WAL checkpoint failed: %s", type(exc).__name__)
         if self._calib is not None:
