@@ -2,7 +2,9 @@
 the engine, the config, the writer :class:`Service`, the key cache, and the request's tenant.
 
 Routes declare them as parameters (``engine: EngineDep``, ``tid: Tenant``), so a route can be
-read, and tested, without the closure it used to live in.
+read, and tested, without the closure it used to live in. The accessors are ``async`` so FastAPI
+calls them inline instead of on its thread pool; only :func:`bearer_tenant`, which may query the
+database, runs there (as the one dependency did before).
 """
 
 from __future__ import annotations
@@ -17,23 +19,23 @@ from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.service import Service
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_config(request: Request) -> RuntimeConfig:
+async def get_config(request: Request) -> RuntimeConfig:
     config: RuntimeConfig = request.app.state.config
     return config
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     """The writer, started by the app's lifespan."""
     service: Service = request.app.state.service
     return service
 
 
-def get_keys(request: Request) -> KeyCache:
+async def get_keys(request: Request) -> KeyCache:
     keys: KeyCache = request.app.state.keys
     return keys
 
