@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from tripwire.errors import DataError
+from tripwire.runtime.errors import TraceError, UnsupportedMediaType
+from tripwire.runtime.ingest_otlp import parse_request
 
 from .conftest import Api
 
@@ -148,3 +153,14 @@ def test_malformed_traces_get_4xx(api: Api) -> None:
     r = api.post("/v1/traces", content=b"x", headers={"content-type": "text/plain"})
     assert r.status_code == 415
     assert api.get("/v1/events").json()["events"] == []
+
+
+def test_the_parser_raises_typed_errors_that_carry_their_status() -> None:
+    with pytest.raises(UnsupportedMediaType) as media:
+        parse_request(b"x", "text/plain; charset=utf-8")
+    with pytest.raises(TraceError) as garbage:
+        parse_request(b"\xff\x00garbage", "application/x-protobuf")
+    assert not isinstance(garbage.value, UnsupportedMediaType)
+    assert (media.value.status_code, garbage.value.status_code) == (415, 400)
+    # Still data errors: ``tripwire watch`` on a bad OTLP file exits 2 like any malformed file.
+    assert isinstance(media.value, DataError) and media.value.exit_code == 2

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tripwire.errors import DataError
+from tripwire.runtime.errors import TraceError, UnsupportedMediaType
 from tripwire.runtime.events import MAX_CONTENT_CHARS, Event
 
 MODEL_OPS = {"chat", "text_completion", "generate_content", "completion"}
@@ -133,7 +133,9 @@ def span_to_event(
 def parse_request(body: bytes, content_type: str) -> list[Event]:
     """Decode an OTLP ``ExportTraceServiceRequest`` (JSON or protobuf) into events.
 
-    Raises :class:`DataError` with a one-line message for anything malformed.
+    Raises :class:`UnsupportedMediaType` for a content type that is neither, and
+    :class:`TraceError` for a body that does not decode (both one-line messages, both
+    :class:`~tripwire.errors.DataError`).
     """
     req = ExportTraceServiceRequest()
     ctype = content_type.split(";")[0].strip().lower()
@@ -142,14 +144,14 @@ def parse_request(body: bytes, content_type: str) -> list[Event]:
         try:
             req.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
-            raise DataError("body is not a valid OTLP protobuf ExportTraceServiceRequest") from exc
+            raise TraceError("body is not a valid OTLP protobuf ExportTraceServiceRequest") from exc
     elif ctype == "application/json":
         try:
             raw = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"body is not valid JSON: {exc}") from exc
+            raise TraceError(f"body is not valid JSON: {exc}") from exc
         if not isinstance(raw, dict):
-            raise DataError("OTLP JSON body must be an object with 'resourceSpans'")
+            raise TraceError("OTLP JSON body must be an object with 'resourceSpans'")
         # OTLP JSON writes ids as hex, protobuf's JSON mapping expects base64: keep them aside.
         for rs in (
             raw.get("resourceSpans", []) if isinstance(raw.get("resourceSpans"), list) else []
@@ -165,9 +167,9 @@ def parse_request(body: bytes, content_type: str) -> list[Event]:
             json_format.ParseDict(raw, req, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError, TypeError) as exc:
             msg = str(exc).splitlines()[0][:200] if str(exc) else "invalid"
-            raise DataError(f"body is not an OTLP ExportTraceServiceRequest: {msg}") from exc
+            raise TraceError(f"body is not an OTLP ExportTraceServiceRequest: {msg}") from exc
     else:
-        raise DataError(
+        raise UnsupportedMediaType(
             f"unsupported content type {ctype!r}: use application/json or application/x-protobuf"
         )
     out: list[Event] = []

@@ -2,18 +2,21 @@
 
 The secret is 32 random bytes, so a plain SHA-256 is enough (a slow password hash only matters
 for low-entropy secrets). The key is shown once, at creation; only its prefix is ever logged.
+The API looks keys up through a :class:`KeyCache`, so a request costs no query once its key has
+been seen in the last 30 seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from tripwire.errors import UsageError
-from tripwire.runtime import store
+from tripwire.runtime import queries
 
 
 def hash_key(key: str) -> str:
@@ -29,20 +32,8 @@ def create_key(engine: Engine, tenant: str) -> str:
     key = f"tw_{prefix}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        tid = conn.execute(
-            select(store.tenants.c.id).where(store.tenants.c.name == tenant)
-        ).scalar()
-        if tid is None:
-            tid = conn.execute(
-                store.tenants.insert()
-                .values(name=tenant, created_at=now)
-                .returning(store.tenants.c.id)
-            ).scalar_one()
-        conn.execute(
-            store.api_keys.insert().values(
-                tenant_id=tid, prefix=prefix, key_hash=hash_key(key), created_at=now, revoked=False
-            )
-        )
+        tid = queries.ensure_tenant(conn, tenant, now)
+        queries.insert_api_key(conn, tid, prefix, hash_key(key), now)
     return key
 
 
@@ -51,14 +42,31 @@ def tenant_for(engine: Engine, key: str) -> int | None:
     if not key.startswith("tw_") or len(key) > 200:
         return None
     with engine.connect() as conn:
-        row = conn.execute(
-            select(store.api_keys.c.tenant_id, store.api_keys.c.revoked).where(
-                store.api_keys.c.key_hash == hash_key(key)
-            )
-        ).first()
-    if row is None or row.revoked:
+        owner = queries.key_owner(conn, hash_key(key))
+    if owner is None or owner[1]:
         return None
-    return int(row.tenant_id)
+    return owner[0]
 
 
-__all__ = ["create_key", "hash_key", "tenant_for"]
+class KeyCache:
+    """:func:`tenant_for` with valid keys remembered for ``ttl`` seconds (by hash, never the key);
+    a revoked key keeps working for at most ``ttl``."""
+
+    def __init__(self, engine: Engine, ttl: float = 30.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._hits: dict[str, tuple[int, float]] = {}
+
+    def tenant(self, key: str) -> int | None:
+        h = hash_key(key)
+        hit = self._hits.get(h)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        tid = tenant_for(self.engine, key)
+        if tid is not None:
+            self._hits[h] = (tid, now + self.ttl)
+        return tid
+
+
+__all__ = ["KeyCache", "create_key", "hash_key", "tenant_for"]

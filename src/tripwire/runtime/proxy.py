@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
-from fastapi import HTTPException
 
+from tripwire.runtime.errors import UpstreamError
 from tripwire.runtime.events import ACTIONS, Event
 
 Commit = Callable[[list[Event]], Awaitable[list[dict[str, Any]]]]
@@ -111,7 +111,10 @@ async def forward(
     session: str | None,
     commit: Commit,
 ) -> tuple[bytes, str, str]:
-    """Forward one request; return (body, media type, action) for the client."""
+    """Forward one request; return (body, media type, action) for the client.
+
+    Raises :class:`UpstreamError` (502) when the upstream fails or answers nonsense.
+    """
     headers = {"Authorization": f"Bearer {upstream_key}"} if upstream_key else {}
     stream = bool(body.get("stream"))
     model = str(body.get("model") or "") or None
@@ -121,17 +124,17 @@ async def forward(
         ) as client:
             r = await client.post("/chat/completions", json=body)
     except httpx.HTTPError as exc:
-        raise HTTPException(502, f"upstream model unreachable ({type(exc).__name__})") from exc
+        raise UpstreamError(f"upstream model unreachable ({type(exc).__name__})") from exc
     if r.status_code >= 400:
-        raise HTTPException(502, f"upstream model answered HTTP {r.status_code}")
+        raise UpstreamError(f"upstream model answered HTTP {r.status_code}")
     if len(r.content) > MAX_STREAM_BYTES:
-        raise HTTPException(502, "upstream answer too large")
+        raise UpstreamError("upstream answer too large")
     if not stream:
         try:
             data = r.json()
             message = data["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise HTTPException(502, "upstream answer is not a chat completion") from exc
+            raise UpstreamError("upstream answer is not a chat completion") from exc
         results = await commit(answer_events(message, agent, model, session))
         action = _strictest(results)
         if action in ("block", "defer"):

@@ -9,6 +9,7 @@ monitor, honeypot and drift state, so none of it needs locks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import queue
@@ -18,21 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, event, select, update
+from sqlalchemy import Connection, Engine, event
 
-from tripwire.runtime import store
+from tripwire.runtime import queries, store
+from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm, features
+from tripwire.runtime.errors import StoreUnavailable
 from tripwire.runtime.events import Event
 from tripwire.runtime.pipeline import Pipeline, Processed, RuntimeConfig
 
 log = logging.getLogger("tripwire.runtime")
 
 REPLAY_LIMIT = 5000
-SEVERITY = {"flag": "low", "defer": "medium", "block": "high"}
-
-
-def _no_autocheckpoint(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+COMMIT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Service:
             # pages, and that commit then waits for the copy and an fsync: tens of ms on the
             # ingest path. Here the writer's connections never checkpoint; a side thread does
             # (PASSIVE: it never blocks the writer), and the last one on stop truncates the WAL.
-            event.listen(engine, "checkout", _no_autocheckpoint)
+            event.listen(engine, "checkout", store.no_autocheckpoint)
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, name="tripwire-checkpoint", daemon=True
             )
@@ -87,6 +86,20 @@ class Service:
         self._queue.put(_Job(tenant, events, fut))
         return fut
 
+    async def commit(
+        self, tenant: int, events: list[Event], timeout: float = COMMIT_TIMEOUT
+    ) -> list[dict[str, Any]]:
+        """:meth:`submit` for a request handler: await the commit, or raise
+        :class:`StoreUnavailable` (nothing acknowledged) when it fails or takes over ``timeout``."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self.submit(tenant, events)), timeout)
+        except TimeoutError as exc:
+            raise StoreUnavailable("the store did not commit in time; retry") from exc
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"the store is unavailable ({type(exc).__name__}); retry"
+            ) from exc
+
     def process_now(self, tenant: int, events: list[Event]) -> list[dict[str, Any]]:
         return self.submit(tenant, events).result(timeout=60)
 
@@ -98,7 +111,7 @@ class Service:
         while not self._stopping.wait(0.5):
             try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    store.wal_checkpoint(conn, "PASSIVE")
             except Exception as exc:  # the next round retries; the WAL only grows meanwhile
                 log.warning("WAL checkpoint failed: %s", type(exc).__name__)
 
@@ -108,10 +121,10 @@ class Service:
         self._stopping.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)
-            event.remove(self.engine, "checkout", _no_autocheckpoint)
+            event.remove(self.engine, "checkout", store.no_autocheckpoint)
             try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    store.wal_checkpoint(conn, "TRUNCATE")
             except Exception as exc:
                 log.warning("final WAL checkpoint failed: %s", type(exc).__name__)
         if self._calib is not None:
@@ -172,92 +185,30 @@ class Service:
             p = self._pipeline(j.tenant)
             for e in j.events:
                 pr = p.process(e)
-                rows.append(
-                    {
-                        "tenant_id": j.tenant,
-                        "agent": e.agent,
-                        "session": e.session,
-                        "type": e.type,
-                        "content": e.content,
-                        "tool": e.tool,
-                        "arguments": e.arguments,
-                        "model": e.model,
-                        "source": e.source,
-                        "score": pr.verdict.score,
-                        "action": pr.verdict.action,
-                        "verdicts": pr.verdict.as_json(),
-                        "received_at": now,
-                    }
-                )
+                rows.append(queries.event_row(j.tenant, e, pr.verdict, now))
                 meta.append((j, p, e, pr))
         if not rows:
             for j in jobs:
                 j.future.set_result([])
             return
         with self.engine.begin() as conn:
-            ids = (
-                conn.execute(
-                    store.events.insert().returning(
-                        store.events.c.id, sort_by_parameter_order=True
-                    ),
-                    rows,
-                )
-                .scalars()
-                .all()
-            )
-            alert_rows: list[dict[str, Any]] = []
+            ids = queries.insert_events(conn, rows)
+            alerts: list[Alert] = []
             audit_rows: list[dict[str, Any]] = []
             touched: dict[int, Pipeline] = {}
             for eid, (j, p, e, pr) in zip(ids, meta, strict=True):
                 v = pr.verdict
                 if v.action != "allow":
-                    top = max(v.results, key=lambda r: r.score)
-                    alert_rows.append(
-                        {
-                            "tenant_id": j.tenant,
-                            "event_id": eid,
-                            "kind": "verdict",
-                            "monitor": top.monitor,
-                            "agent": e.agent,
-                            "severity": SEVERITY[v.action],
-                            "message": f"{v.action}: {', '.join(top.reasons) or top.monitor}"
-                            f" (score {v.score:.2f})",
-                            "details": {"verdicts": v.as_json()},
-                            "created_at": now,
-                        }
-                    )
+                    alerts.append(Alert.for_verdict(j.tenant, eid, e.agent, v, now))
                 if pr.audit_reason is not None:
                     audit_rows.append(
-                        {
-                            "tenant_id": j.tenant,
-                            "event_id": eid,
-                            "score": v.score,
-                            "reason": pr.audit_reason,
-                            "status": "open",
-                            "created_at": now,
-                        }
+                        queries.audit_row(j.tenant, eid, v.score, pr.audit_reason, now)
                     )
-                for h in pr.demoted:
-                    alert_rows.append(
-                        {
-                            "tenant_id": j.tenant,
-                            "event_id": None,
-                            "kind": "honeypot",
-                            "monitor": h.name,
-                            "agent": None,
-                            "severity": "high",
-                            "message": f"monitor {h.name} demoted to untrusted: caught {h.caught}"
-                            f" of {h.sent} honeypots (CUSUM {h.cusum.stat:.2f} >= {h.cusum.h})",
-                            "details": {"sent": h.sent, "caught": h.caught},
-                            "created_at": now,
-                        }
-                    )
+                alerts.extend(Alert.for_demotion(j.tenant, h, now) for h in pr.demoted)
                 if pr.honeypot:
                     touched[j.tenant] = p
-            if alert_rows:
-                conn.execute(store.alerts.insert(), alert_rows)
-            if audit_rows:
-                conn.execute(store.audit_queue.insert(), audit_rows)
+            queries.insert_alerts(conn, alerts)
+            queries.insert_audit_items(conn, audit_rows)
             for tenant, p in touched.items():
                 self._save_health(conn, tenant, p, now)
         results: dict[int, list[dict[str, Any]]] = {}
@@ -286,38 +237,10 @@ class Service:
         if not alarms and not self._state_rows:
             return
         with self.engine.begin() as conn:
-            if alarms:
-                conn.execute(
-                    store.alerts.insert(),
-                    [
-                        {
-                            "tenant_id": t,
-                            "event_id": a.event_id,
-                            "kind": "drift",
-                            "monitor": f"{a.detector}:{a.feature}",
-                            "agent": a.agent,
-                            "severity": "medium",
-                            "message": f"behaviour shift in {a.feature} of agent {a.agent}"
-                            f" ({a.detector})",
-                            "details": {"value": a.value},
-                            "created_at": now,
-                        }
-                        for t, a in alarms
-                    ],
-                )
-                for t, a in alarms:
-                    conn.execute(
-                        update(store.drift_state)
-                        .where(
-                            store.drift_state.c.tenant_id == t,
-                            store.drift_state.c.agent == a.agent,
-                            store.drift_state.c.feature == a.feature,
-                            store.drift_state.c.detector == a.detector,
-                        )
-                        .values(alarms=store.drift_state.c.alarms + 1, updated_at=now)
-                    )
-            for row in self._state_rows:
-                conn.execute(store.drift_state.insert(), row)
+            queries.insert_alerts(conn, [Alert.for_drift(t, a, now) for t, a in alarms])
+            for t, a in alarms:
+                queries.count_drift_alarm(conn, t, a, now)
+            queries.insert_drift_state(conn, self._state_rows)
             self._state_rows = []
 
     # -- persisted state --------------------------------------------------------------------
@@ -352,24 +275,11 @@ class Service:
                 "demoted_at": now if h.demoted else None,
                 "updated_at": now,
             }
-            res = conn.execute(
-                update(store.monitor_health)
-                .where(
-                    store.monitor_health.c.tenant_id == tenant,
-                    store.monitor_health.c.monitor == name,
-                )
-                .values(**vals)
-            )
-            if res.rowcount == 0:
-                conn.execute(
-                    store.monitor_health.insert().values(tenant_id=tenant, monitor=name, **vals)
-                )
+            queries.save_monitor_health(conn, tenant, name, vals)
 
     def _restore_health(self, tenant: int, p: Pipeline) -> None:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(store.monitor_health).where(store.monitor_health.c.tenant_id == tenant)
-            ).all()
+            rows = queries.monitor_health(conn, tenant)
         for r in rows:
             h = p.guard.health.get(r.monitor)
             if h is None:
@@ -382,20 +292,12 @@ class Service:
         assert p.drift is not None
         d = p.drift
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(store.drift_state).where(
-                    store.drift_state.c.tenant_id == tenant, store.drift_state.c.agent == agent
-                )
-            ).all()
-            ev = store.events.c
-            q = select(ev.id, ev.type, ev.content, ev.tool, ev.score).where(
-                ev.tenant_id == tenant, ev.agent == agent, ev.id < before_id
-            )
+            rows = queries.drift_state(conn, tenant, agent)
             if rows:
-                q = q.where(ev.id >= rows[0].last_event_id)
-                past = conn.execute(q.order_by(ev.id.desc()).limit(REPLAY_LIMIT)).all()[::-1]
+                since = int(rows[0].last_event_id)
+                past = queries.replay_events(conn, tenant, agent, before_id, since, REPLAY_LIMIT)
             else:
-                past = conn.execute(q.order_by(ev.id).limit(d.baseline_n)).all()
+                past = queries.replay_events(conn, tenant, agent, before_id, None, d.baseline_n)
         a = d.agent(agent)
         if rows:
             params: dict[str, dict[str, dict[str, float]]] = {}

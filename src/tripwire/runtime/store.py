@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -179,6 +180,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def no_autocheckpoint(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A ``checkout`` listener: this SQLite connection never checkpoints the WAL inside a commit
+    (the service's side thread does, with :func:`wal_checkpoint`)."""
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def wal_checkpoint(conn: Connection, mode: Literal["PASSIVE", "TRUNCATE"]) -> None:
+    """Copy SQLite's WAL into the database: PASSIVE never blocks a writer, TRUNCATE also empties
+    the WAL file (on stop)."""
+    conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (normalised); SQLite gets WAL and a busy timeout."""
     url = normalise_url(url)
@@ -227,6 +240,8 @@ __all__ = [
     "migrate",
     "monitor_fingerprints",
     "monitor_health",
+    "no_autocheckpoint",
     "normalise_url",
     "tenants",
+    "wal_checkpoint",
 ]

@@ -9,14 +9,14 @@ import resource
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from tripwire.errors import DataError, UsageError
-from tripwire.runtime import store
+from tripwire.runtime import queries, store
 from tripwire.runtime.events import Event, EventIn
 from tripwire.runtime.pipeline import RuntimeConfig
 
@@ -99,17 +99,7 @@ def run_watch(
     engine = store.make_engine(str(db))
     store.migrate(engine)
     with engine.begin() as conn:
-        tid = conn.execute(
-            select(store.tenants.c.id).where(store.tenants.c.name == "local")
-        ).scalar()
-        if tid is None:
-            from datetime import UTC, datetime
-
-            tid = conn.execute(
-                store.tenants.insert()
-                .values(name="local", created_at=datetime.now(UTC))
-                .returning(store.tenants.c.id)
-            ).scalar_one()
+        tid = queries.ensure_tenant(conn, "local", datetime.now(UTC))
     # One process, and drift calibrated inline: a batch run has no latency to protect, and on an
     # edge device the footprint is a single process.
     svc = Service(engine, cfg, calibrate="inline")
@@ -126,13 +116,7 @@ def run_watch(
     finally:
         svc.stop()
     with engine.connect() as conn:
-        kinds: dict[str, int] = dict(
-            conn.execute(
-                select(store.alerts.c.kind, func.count())
-                .where(store.alerts.c.tenant_id == tid)
-                .group_by(store.alerts.c.kind)
-            ).all()
-        )
+        kinds = queries.alert_counts(conn, tid)
     engine.dispose()
     shifts: dict[str, list[dict[str, float]]] = {}
     if embeddings:

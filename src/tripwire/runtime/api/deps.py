@@ -1,0 +1,80 @@
+"""What the routes share, as FastAPI dependencies on ``app.state`` (set by :func:`create_app`):
+the engine, the config, the writer :class:`Service`, the key cache, and the request's tenant.
+
+Routes declare them as parameters (``engine: EngineDep``, ``tid: Tenant``), so a route can be
+read, and tested, without the closure it used to live in. The accessors are ``async`` so FastAPI
+calls them inline instead of on its thread pool; only :func:`bearer_tenant`, which may query the
+database, runs there (as the one dependency did before).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import Engine
+
+from tripwire.runtime.keys import KeyCache
+from tripwire.runtime.pipeline import RuntimeConfig
+from tripwire.runtime.service import Service
+
+
+async def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_config(request: Request) -> RuntimeConfig:
+    config: RuntimeConfig = request.app.state.config
+    return config
+
+
+async def get_service(request: Request) -> Service:
+    """The writer, started by the app's lifespan."""
+    service: Service = request.app.state.service
+    return service
+
+
+async def get_keys(request: Request) -> KeyCache:
+    keys: KeyCache = request.app.state.keys
+    return keys
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ConfigDep = Annotated[RuntimeConfig, Depends(get_config)]
+ServiceDep = Annotated[Service, Depends(get_service)]
+KeysDep = Annotated[KeyCache, Depends(get_keys)]
+
+
+def bearer_tenant(request: Request, keys: KeysDep) -> int:
+    """The tenant of the request's ``Authorization: Bearer KEY``; 401 otherwise."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, key = auth.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HTTPException(
+            401,
+            "missing 'Authorization: Bearer KEY' header",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    tid = keys.tenant(key.strip())
+    if tid is None:
+        raise HTTPException(
+            401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return tid
+
+
+Tenant = Annotated[int, Depends(bearer_tenant)]
+
+__all__ = [
+    "ConfigDep",
+    "EngineDep",
+    "KeysDep",
+    "ServiceDep",
+    "Tenant",
+    "bearer_tenant",
+    "get_config",
+    "get_engine",
+    "get_keys",
+    "get_service",
+]

@@ -1,0 +1,145 @@
+"""Read routes: the tenant's events (with their verdicts as OpenTelemetry evaluation attributes),
+alerts, an agent's drift, counts, and the unauthenticated liveness check."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from tripwire.runtime import queries
+from tripwire.runtime.alerts import AlertKind
+from tripwire.runtime.api.deps import EngineDep, ServiceDep, Tenant
+from tripwire.runtime.api.schemas import (
+    AlertPage,
+    DetectorSetting,
+    DriftView,
+    ErrorBody,
+    Evaluation,
+    EventPage,
+    Health,
+    LiveDrift,
+    Stats,
+    StoredAlert,
+    StoredEvent,
+    evaluation_attributes,
+)
+from tripwire.runtime.drift import change_points, detector_state, features
+from tripwire.runtime.events import Action
+
+router = APIRouter(tags=["read"], responses={401: {"model": ErrorBody}})
+health_router = APIRouter(tags=["service"])
+
+AfterId = Annotated[int, Query(ge=0, le=2**62)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@health_router.get("/healthz")
+def healthz(engine: EngineDep) -> Health:
+    """Liveness and database reachability (no auth)."""
+    try:
+        with engine.connect() as conn:
+            queries.ping(conn)
+        db: Literal["ok", "unreachable"] = "ok"
+    except Exception:
+        db = "unreachable"
+    return Health(status="ok" if db == "ok" else "degraded", db=db)
+
+
+@router.get("/v1/events")
+def get_events(
+    tid: Tenant,
+    engine: EngineDep,
+    agent: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[Action | None, Query()] = None,
+    after_id: AfterId = 0,
+    limit: Limit = 100,
+) -> EventPage:
+    """This tenant's events in id order, with their verdicts as ``gen_ai.evaluation.*``."""
+    with engine.connect() as conn:
+        rows = queries.list_events(
+            conn, tid, agent=agent, action=action, after_id=after_id, limit=limit
+        )
+    events = [
+        StoredEvent(
+            **{**r, "received_at": r["received_at"].isoformat()},
+            evaluation=Evaluation.model_validate(
+                evaluation_attributes(r["score"], r["action"], r["verdicts"])
+            ),
+        )
+        for r in rows
+    ]
+    return EventPage(events=events, next_after_id=rows[-1]["id"] if rows else after_id)
+
+
+@router.get("/v1/alerts")
+def get_alerts(
+    tid: Tenant,
+    engine: EngineDep,
+    kind: Annotated[AlertKind | None, Query()] = None,
+    after_id: AfterId = 0,
+    limit: Limit = 100,
+) -> AlertPage:
+    """Alerts: verdicts above allow, demoted monitors (honeypot), behaviour shift (drift)."""
+    with engine.connect() as conn:
+        rows = queries.list_alerts(conn, tid, kind=kind, after_id=after_id, limit=limit)
+    alerts = [StoredAlert(**{**r, "created_at": r["created_at"].isoformat()}) for r in rows]
+    return AlertPage(alerts=alerts, next_after_id=rows[-1]["id"] if rows else after_id)
+
+
+@router.get("/v1/drift")
+def get_drift(
+    tid: Tenant,
+    engine: EngineDep,
+    service: ServiceDep,
+    agent: Annotated[str, Query(min_length=1, max_length=200)],
+    feature: Annotated[Literal["length", "score", "tool_call", "refusal"], Query()] = "score",
+    last: Annotated[int, Query(ge=20, le=5000)] = 500,
+) -> DriftView:
+    """An agent's recent feature stream, its ruptures change points and detector settings."""
+    pipe = service.pipelines.get(tid)
+    live_agent = pipe.drift.agents.get(agent) if pipe and pipe.drift else None
+    live = None
+    if live_agent is not None:
+        live = LiveDrift(
+            calibrated=live_agent.calibrated,
+            events_seen=live_agent.n_seen,
+            alarms=live_agent.alarms,
+            state={
+                f"{f}/{k}": detector_state(d) for (f, k), d in list(live_agent.detectors.items())
+            },
+        )
+    with engine.connect() as conn:
+        rows = queries.recent_agent_events(conn, tid, agent, last)
+        det = queries.drift_state(conn, tid, agent)
+    vals = [features(r.type, r.content, r.tool, r.score, None)[feature] for r in rows]
+    return DriftView(
+        agent=agent,
+        feature=feature,
+        event_ids=[r.id for r in rows],
+        values=vals,
+        change_points=change_points(vals),
+        live=live,
+        detectors=[
+            DetectorSetting(
+                feature=r.feature,
+                detector=r.detector,
+                params=r.params,
+                alarms=r.alarms,
+                last_event_id=r.last_event_id,
+            )
+            for r in det
+        ],
+    )
+
+
+@router.get("/v1/stats")
+def stats(tid: Tenant, engine: EngineDep) -> Stats:
+    """Counts of events by action and open audit items."""
+    with engine.connect() as conn:
+        by = queries.events_by_action(conn, tid)
+        open_items = queries.open_audit_count(conn, tid)
+    return Stats(events_by_action=by, audit_open=open_items)
+
+
+__all__ = ["health_router", "router"]
