@@ -7,7 +7,7 @@ OUT    ?= tripwire-report
 # Everything the test suite needs: dev tools and every room's optional dependencies.
 EXTRAS ?= dev,behavior,runtime
 
-.PHONY: install demo test lint typecheck bench clean sysdeps
+.PHONY: install demo test lint typecheck imports bench clean sysdeps
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,11 +30,19 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The layering contracts in pyproject.toml: rooms import only downward, no import cycles.
+imports: install
+	$(VENV)/bin/lint-imports
+
 sysdeps:
 	bash .ci/system-deps.sh
 
-test: sysdeps lint typecheck
-	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+# PostgreSQL for the runtime tests: .ci/services.sh starts Debian's server on loopback (installing
+# it first where missing) and prints its URL; an URL already in the environment is used as is.
+test: sysdeps lint typecheck imports
+	url=$${TRIPWIRE_TEST_PG_URL:-$$(bash .ci/services.sh)} && \
+	TRIPWIRE_TEST_PG_URL=$$url $(PY) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: install
 	$(PY) bench/capture.py

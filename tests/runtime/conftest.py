@@ -1,14 +1,13 @@
 """Fixtures for the runtime tests: a migrated database (SQLite file or a fresh PostgreSQL database),
 an API key, and a TestClient on the real app.
 
-PostgreSQL comes from ``TRIPWIRE_TEST_PG_URL``; when unset, ``.ci/services.sh`` is run to start the
-Debian server on loopback. Tests marked ``postgres`` fail (never skip) when no server can be had.
+PostgreSQL comes from ``TRIPWIRE_TEST_PG_URL``, which ``make test`` sets from ``.ci/services.sh``
+(the Debian server on loopback). Tests marked ``postgres`` fail (never skip) without it.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,21 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _admin_pg_url() -> str:
+    """The server ``make test`` started (``TRIPWIRE_TEST_PG_URL``). Installing and starting
+    PostgreSQL belongs to ``make``/``.ci``, never to a test."""
     url = os.environ.get("TRIPWIRE_TEST_PG_URL")
-    if url:
-        return url
-    try:
-        out = subprocess.run(
-            ["bash", str(ROOT / ".ci" / "services.sh")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
+    if not url:
+        pytest.fail(
+            "no PostgreSQL for the postgres tests: run `make test`, or start one with "
+            "`export TRIPWIRE_TEST_PG_URL=$(bash .ci/services.sh)`"
         )
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.fail(f"no PostgreSQL: set TRIPWIRE_TEST_PG_URL or make .ci/services.sh work ({exc})")
-    url = out.stdout.strip().splitlines()[-1]
-    os.environ["TRIPWIRE_TEST_PG_URL"] = url
     return url
 
 
