@@ -245,6 +245,7 @@ def _print_watch(result: dict[str, Any], flagged: list[dict[str, Any]]) -> None:
         f"{result['events']} events ({actions}); alerts: {alerts}; "
         f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB; db {result['db']}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
