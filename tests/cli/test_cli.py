@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tripwire.cli
+from tests.cli._subprocess import env
 from tripwire.cli import app
 from tripwire.cli._app import legacy_json_file
 
@@ -232,15 +233,36 @@ def test_export_and_steer_with_a_saved_vector(tmp_path: Path, make_lm: Any) -> N
     assert res.stderr == ""  # --json: no progress line either
 
 
-def test_the_runtime_extra_is_named_when_missing() -> None:
-    from tripwire.cli.serve import _runtime_extra
-    from tripwire.errors import UsageError
+@pytest.mark.parametrize(
+    ("module", "command", "extra"),
+    [("sqlalchemy", ["keys", "create"], "runtime"), ("inspect_ai", ["eval", "list"], "behavior")],
+)
+def test_a_missing_extra_exits_2_naming_it(
+    module: str, command: list[str], extra: str, tmp_path: Path
+) -> None:
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; from tripwire.cli import main; "
+        f"sys.argv = ['tripwire', *{command!r}]; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env=env(),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"needs the {extra} extra ({module} is not installed)" in proc.stderr
+    assert f"pip install 'tripwire[{extra}]'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
-    missing = r"needs the runtime extra \(fastapi is not installed\)"
-    with pytest.raises(UsageError, match=missing), _runtime_extra("serve"):
-        raise ImportError("no fastapi", name="fastapi")
-    # a broken tripwire module is a bug, not a missing extra
-    with pytest.raises(ImportError, match="broken"), _runtime_extra("serve"):
+
+def test_a_broken_tripwire_module_is_not_a_missing_extra() -> None:
+    from tripwire.cli._app import needs_extra
+
+    with pytest.raises(ImportError, match="broken"), needs_extra("runtime", "serve"):
         raise ImportError("broken", name="tripwire.runtime.app")
 
 

@@ -16,7 +16,6 @@ starts a comment), and ``cat > FILE <<'EOF'`` ... ``EOF`` writes FILE. Two tests
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -30,6 +29,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from tests.cli._subprocess import env
 from tripwire.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,14 +169,6 @@ SHOWS = {
 }
 
 
-def _env() -> dict[str, str]:
-    """The environment of a subprocess: it imports the tripwire under test."""
-    import tripwire
-
-    here = str(Path(tripwire.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
-
-
 def _serve(argv: list[str], cwd: Path) -> None:
     from tests.runtime.server import free_port
 
@@ -186,7 +178,7 @@ def _serve(argv: list[str], cwd: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tripwire.cli", *args],
         cwd=cwd,
-        env=_env(),
+        env=env(),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -234,12 +226,12 @@ def test_the_readme_session_runs_as_written(
             Path(step.argv[2]).write_text(step.heredoc)
         elif step.argv[0] == "inspect":
             inspect = Path(sys.executable).with_name("inspect")
-            env = {**_env(), "INSPECT_LOG_DIR": str(work / "logs")}
+            inspect_env = {**env(), "INSPECT_LOG_DIR": str(work / "logs")}
             proc = subprocess.run(
                 [str(inspect), *step.argv[1:], "--display", "plain"],
                 capture_output=True,
                 text=True,
-                env=env,
+                env=inspect_env,
                 timeout=300,
                 check=False,
             )

@@ -5,6 +5,8 @@
   input (nothing written), 1 for a run that failed. typer's own usage errors exit 2.
 * **Flags render as flags.** typer's rich help prints ``<bool>`` after every flag (``--json
   <bool>``) although ``--json true`` is an error; here a flag shows no type.
+* **A missing extra is a usage error.** A command whose optional dependencies are not installed
+  (``runtime``, ``behavior``) exits 2 with the ``pip install`` line (:func:`needs_extra`).
 * **``--json`` has one meaning**: print the machine-readable result on stdout. Files are
   written by ``--out``. The commands that once wrote their JSON with ``--json FILE``
   (:class:`JsonFileCommand`) still accept that spelling as ``--out FILE``.
@@ -12,14 +14,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from tripwire.cli._output import fail
-from tripwire.errors import TripwireError
+from tripwire.errors import TripwireError, UsageError
+
+
+@contextmanager
+def needs_extra(extra: str, command: str) -> Iterator[None]:
+    """Imports inside this block that fail for a third-party module name the extra to install.
+
+    A failing ``tripwire`` module is a bug and propagates."""
+    try:
+        yield
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "tripwire":
+            raise
+        raise UsageError(
+            f"`tripwire {command}` needs the {extra} extra ({exc.name} is not installed): "
+            f"pip install 'tripwire[{extra}]'"
+        ) from None
 
 
 def _flags_untyped(params: list[Any]) -> list[Any]:
@@ -103,4 +122,4 @@ class App(typer.Typer):
         return super().command(name, cls=cls or Command, **kwargs)
 
 
-__all__ = ["App", "Command", "Group", "JsonFileCommand", "legacy_json_file"]
+__all__ = ["App", "Command", "Group", "JsonFileCommand", "legacy_json_file", "needs_extra"]

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tripwire.cli._app import App
+from tripwire.cli._app import App, needs_extra
 from tripwire.cli._options import Json
 from tripwire.cli._output import print_json, wide
 
@@ -67,8 +67,9 @@ def _print(rows: list[Row], title: str) -> None:
 @app.command("list")
 def list_cmd(as_json: Json = False) -> None:
     """List the registered scenario tasks (--json: [{"name", "description", ...}, ...])."""
-    from tripwire.behavior._scenario import FAMILIES
-    from tripwire.behavior.runner import task_names
+    with needs_extra("behavior", "eval list"):
+        from tripwire.behavior._scenario import FAMILIES
+        from tripwire.behavior.runner import task_names
 
     rows: list[dict[str, Any]] = []
     for name in task_names():
@@ -120,8 +121,9 @@ def run_cmd(
     as_json: Json = False,
 ) -> None:
     """Run scenarios; write .eval logs plus results.json/results.md with CIs."""
-    from tripwire.behavior.results import to_json
-    from tripwire.behavior.runner import run_scenarios
+    with needs_extra("behavior", "eval run"):
+        from tripwire.behavior.results import to_json
+        from tripwire.behavior.runner import run_scenarios
 
     _, rows = run_scenarios(
         scenarios,
@@ -150,7 +152,8 @@ def table_cmd(
     as_json: Json = False,
 ) -> None:
     """Results table (rates, Wilson CIs, difference vs control with CI) from .eval logs."""
-    from tripwire.behavior.results import table, to_json, write
+    with needs_extra("behavior", "eval table"):
+        from tripwire.behavior.results import table, to_json, write
 
     rows = table(logs)
     if out is not None:
@@ -173,7 +176,8 @@ def steer_cmd(
     max_new_tokens: Annotated[int, typer.Option()] = 96,
 ) -> None:
     """Outcome rates with a concept amplified, off and suppressed (a table with CIs)."""
-    from tripwire.behavior.runner import steering_comparison
+    with needs_extra("behavior", "eval steer"):
+        from tripwire.behavior.runner import steering_comparison
 
     try:
         values = [float(s) for s in strengths.split(",") if s.strip()]
@@ -207,7 +211,9 @@ def audit_cmd(
 ) -> None:
     """The behaviour section of ``tripwire audit``: a subset of scenarios with a small limit."""
     from tripwire._io import write_json
-    from tripwire.behavior.runner import behavior_audit
+
+    with needs_extra("behavior", "eval audit"):
+        from tripwire.behavior.runner import behavior_audit
 
     section = behavior_audit(
         model,
@@ -234,9 +240,10 @@ def validate_judge_cmd(
     import asyncio
     from dataclasses import asdict
 
-    from inspect_ai.model import get_model
+    with needs_extra("behavior", "eval validate-judge"):
+        from inspect_ai.model import get_model
 
-    from tripwire.behavior.judge import validate
+        from tripwire.behavior.judge import validate
 
     args: dict[str, Any] = dict(_model_args(model_arg))
     model = get_model(grader, **args)

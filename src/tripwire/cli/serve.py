@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tripwire.cli._app import App
+from tripwire.cli._app import App, needs_extra
 from tripwire.cli._options import Json
 from tripwire.cli._output import err, out, print_json
 from tripwire.errors import TripwireError, UsageError
@@ -32,20 +31,6 @@ DEFAULT_DB = "sqlite:///tripwire.db"
 ProbeSpec = Annotated[
     str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
 ]
-
-
-@contextmanager
-def _runtime_extra(command: str) -> Iterator[None]:
-    """Turn a missing optional dependency into a usage error that names the extra."""
-    try:
-        yield
-    except ImportError as exc:
-        if exc.name is None or exc.name.split(".")[0] == "tripwire":
-            raise
-        raise UsageError(
-            f"`tripwire {command}` needs the runtime extra ({exc.name} is not installed): "
-            "pip install 'tripwire[runtime]'"
-        ) from None
 
 
 def _database_error(exc: Exception) -> UsageError:
@@ -112,7 +97,7 @@ def serve(
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first); Ctrl-C stops it."""
-    with _runtime_extra("serve"):
+    with needs_extra("runtime", "serve"):
         import uvicorn
 
         from tripwire.runtime.app import create_app
@@ -167,7 +152,7 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="tenant the key belongs to")] = "default",
 ) -> None:
     """Create an API key for a tenant and print it (it is stored only as a hash)."""
-    with _runtime_extra("keys create"):
+    with needs_extra("runtime", "keys create"):
         from tripwire.runtime.keys import create_key
         from tripwire.runtime.store import make_engine, migrate
 
@@ -266,7 +251,7 @@ def watch(
     Prints the flagged events (agent, position in the trace, action, reasons) and a summary;
     --json prints the JSON summary instead.
     """
-    with _runtime_extra("watch"):
+    with needs_extra("runtime", "watch"):
         from tripwire.runtime.pipeline import RuntimeConfig
         from tripwire.runtime.watch import run_watch
 
