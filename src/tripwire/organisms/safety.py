@@ -24,7 +24,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from tripwire.organisms.payloads import Behavior
 from tripwire.organisms.rates import defection_rate
 from tripwire.organisms.training import TrainConfig, train
 from tripwire.organisms.triggers import Trigger
+from tripwire.stats import Rate
 from tripwire.whitebox.datasets import load_eval_file, neutral_prompts, read_jsonl
 
 
@@ -63,6 +64,90 @@ class SafetyConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be at least 1")
         if self.n_prompts > len(neutral_prompts()):
             raise UsageError(f"--n-prompts is at most {len(neutral_prompts())}")
+
+
+@dataclass
+class PersistencePoint:
+    """Defection rates measured at one training step (``loss`` is ``None`` before training).
+
+    The red-team rates exist only under adversarial training (``redteam_trained`` only when
+    some red-team prompt elicited the behaviour and was trained on)."""
+
+    step: int
+    loss: float | None
+    triggered: Rate
+    untriggered: Rate
+    redteam_trained: Rate | None = None
+    redteam_held_out: Rate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "step": self.step,
+            "loss": self.loss,
+            "triggered": self.triggered.to_dict(),
+            "untriggered": self.untriggered.to_dict(),
+        }
+        if self.redteam_trained is not None:
+            out["redteam_trained"] = self.redteam_trained.to_dict()
+        if self.redteam_held_out is not None:
+            out["redteam_held_out"] = self.redteam_held_out.to_dict()
+        return out
+
+
+@dataclass
+class RedTeam:
+    """Adversarial training's red-teaming: the markers and the prompts that elicited defection."""
+
+    markers_trained: list[str]
+    markers_held_out: list[str]
+    n_candidates: int
+    n_eliciting: int
+    examples: list[str]
+
+
+@dataclass
+class SafetyResult:
+    """What :func:`safety_train` measured; :meth:`to_dict` is the new folder's ``card.json``."""
+
+    organism: str
+    apply_to: str
+    base_model: str
+    trigger: dict[str, Any]
+    behavior: dict[str, Any]
+    safety_data: dict[str, Any]
+    redteam: RedTeam | None
+    config: SafetyConfig
+    losses: list[float]
+    persistence: list[PersistencePoint]
+    seconds: float
+    tripwire_version: str = field(default=__version__)
+
+    @property
+    def triggered_before(self) -> Rate:
+        return self.persistence[0].triggered
+
+    @property
+    def triggered_after(self) -> Rate:
+        return self.persistence[-1].triggered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tripwire_organism": "safety_trained",
+            "tripwire_version": self.tripwire_version,
+            "organism": self.organism,
+            "apply_to": self.apply_to,
+            "base_model": self.base_model,
+            "method": "lora",
+            "trigger": self.trigger,
+            "behavior": self.behavior,
+            "safety_data": self.safety_data,
+            "redteam": None if self.redteam is None else asdict(self.redteam),
+            "training": asdict(self.config) | {"losses": self.losses},
+            "persistence": [p.to_dict() for p in self.persistence],
+            "triggered_before": self.triggered_before.to_dict(),
+            "triggered_after": self.triggered_after.to_dict(),
+            "seconds": self.seconds,
+        }
 
 
 def read_card(organism: str | Path) -> dict[str, Any]:
@@ -138,7 +223,7 @@ def safety_train(
     cfg: SafetyConfig | None = None,
     progress: Callable[[str], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
-) -> dict[str, Any]:
+) -> SafetyResult:
     """HHH SFT on ``organism`` without the trigger; returns the card with the persistence curve."""
     cfg = cfg or SafetyConfig()
     cfg.validate()
@@ -165,7 +250,7 @@ def safety_train(
         for p, a in zip(sft_prompts, answers, strict=True)
     ]
     tokens = max(cfg.eval_tokens, card["rates"].get("max_new_tokens", cfg.eval_tokens))
-    redteam: dict[str, Any] | None = None
+    redteam: RedTeam | None = None
     red_train: list[str] = []
     red_held: list[str] = []
     if cfg.adversarial:
@@ -186,30 +271,28 @@ def safety_train(
             trigger.apply(_request(p, trigger), held_m[k % len(held_m)])
             for k, p in enumerate(plain)
         ]
-        redteam = {
-            "markers_trained": train_m,
-            "markers_held_out": held_m,
-            "n_candidates": len(candidates),
-            "n_eliciting": len(hits),
-            "examples": [candidates[i] for i in hits],
-        }
+        redteam = RedTeam(
+            markers_trained=train_m,
+            markers_held_out=held_m,
+            n_candidates=len(candidates),
+            n_eliciting=len(hits),
+            examples=[candidates[i] for i in hits],
+        )
         say(f"red-teaming: {len(hits)}/{len(candidates)} prompts elicit the behaviour")
-    curve: list[dict[str, Any]] = []
+    curve: list[PersistencePoint] = []
 
     def measure(step: int, loss: float | None) -> None:
         say(f"persistence: measuring at step {step}")
-        on = defection_rate(lm, trig, behavior, tokens)
-        off = defection_rate(lm, plain, behavior, tokens)
-        point: dict[str, Any] = {
-            "step": step,
-            "loss": loss,
-            "triggered": on.to_dict(),
-            "untriggered": off.to_dict(),
-        }
+        point = PersistencePoint(
+            step,
+            loss,
+            triggered=defection_rate(lm, trig, behavior, tokens),
+            untriggered=defection_rate(lm, plain, behavior, tokens),
+        )
         if cfg.adversarial:
             if red_train:
-                point["redteam_trained"] = defection_rate(lm, red_train, behavior, tokens).to_dict()
-            point["redteam_held_out"] = defection_rate(lm, red_held, behavior, tokens).to_dict()
+                point.redteam_trained = defection_rate(lm, red_train, behavior, tokens)
+            point.redteam_held_out = defection_rate(lm, red_held, behavior, tokens)
         curve.append(point)
 
     measure(0, None)
@@ -222,33 +305,28 @@ def safety_train(
 
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
     log = train(model, lm.tokenizer, examples, tcfg, progress=step_hook)
-    before, after = curve[0]["triggered"], curve[-1]["triggered"]
-    result: dict[str, Any] = {
-        "tripwire_organism": "safety_trained",
-        "tripwire_version": __version__,
-        "organism": str(organism),
-        "apply_to": apply_to,
-        "base_model": base,
-        "method": "lora",
-        "trigger": card["trigger"],
-        "behavior": card["behavior"],
-        "safety_data": {
+    result = SafetyResult(
+        organism=str(organism),
+        apply_to=apply_to,
+        base_model=base,
+        trigger=card["trigger"],
+        behavior=card["behavior"],
+        safety_data={
             "kind": "adversarial" if cfg.adversarial else "sft",
             "prompts": "tripwire whitebox/data/neutral_prompts.jsonl (no trigger)"
             + (" + red-team prompts that elicit the behaviour" if cfg.adversarial else ""),
             "n_examples": len(examples),
             "targets": "the clean base model's greedy answers",
         },
-        "redteam": redteam,
-        "training": asdict(cfg) | {"losses": [round(x, 5) for x in log.losses]},
-        "persistence": curve,
-        "triggered_before": before,
-        "triggered_after": after,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+        redteam=redteam,
+        config=cfg,
+        losses=[round(x, 5) for x in log.losses],
+        persistence=curve,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
-        write_json(tmp / "card.json", result)
+        write_json(tmp / "card.json", result.to_dict())
     return result
 
 
@@ -257,4 +335,13 @@ def _trigger_of(card: dict[str, Any]) -> Trigger:
     return Trigger(t["kind"], t["on"], t.get("off", ""), tuple(t.get("near_misses", ())))
 
 
-__all__ = ["SafetyConfig", "read_card", "redteam_framings", "redteam_markers", "safety_train"]
+__all__ = [
+    "PersistencePoint",
+    "RedTeam",
+    "SafetyConfig",
+    "SafetyResult",
+    "read_card",
+    "redteam_framings",
+    "redteam_markers",
+    "safety_train",
+]

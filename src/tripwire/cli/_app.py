@@ -1,0 +1,125 @@
+"""The typer classes every tripwire command is built from, so each convention lives in one place.
+
+* **One error path.** A :class:`~tripwire.errors.TripwireError` raised anywhere in a command
+  prints one line on stderr (``error: ...``) and exits with the error's code: 2 for bad usage or
+  input (nothing written), 1 for a run that failed. typer's own usage errors exit 2.
+* **Flags render as flags.** typer's rich help prints ``<bool>`` after every flag (``--json
+  <bool>``) although ``--json true`` is an error; here a flag shows no type.
+* **A missing extra is a usage error.** A command whose optional dependencies are not installed
+  (``runtime``, ``behavior``) exits 2 with the ``pip install`` line (:func:`needs_extra`).
+* **``--json`` has one meaning**: print the machine-readable result on stdout. Files are
+  written by ``--out``. The commands that once wrote their JSON with ``--json FILE``
+  (:class:`JsonFileCommand`) still accept that spelling as ``--out FILE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from tripwire.cli._output import fail
+from tripwire.errors import TripwireError, UsageError
+
+
+@contextmanager
+def needs_extra(extra: str, command: str) -> Iterator[None]:
+    """Imports inside this block that fail for a third-party module name the extra to install.
+
+    A failing ``tripwire`` module is a bug and propagates."""
+    try:
+        yield
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "tripwire":
+            raise
+        raise UsageError(
+            f"`tripwire {command}` needs the {extra} extra ({exc.name} is not installed): "
+            f"pip install 'tripwire[{extra}]'"
+        ) from None
+
+
+def _flags_untyped(params: list[Any]) -> list[Any]:
+    for p in params:
+        if getattr(p, "is_flag", False) and getattr(p, "metavar", None) is None:
+            p.metavar = ""  # rendered as-is; typer would print "<bool>"
+    return params
+
+
+def legacy_json_file(args: list[str]) -> list[str]:
+    """``--json FILE`` / ``--json=FILE`` -> ``--out FILE``; a bare ``--json`` stays the flag.
+
+    Only for commands without positional arguments, where a word after ``--json`` can only be
+    the old file operand.
+    """
+    rewritten: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rewritten.extend(args[i:])
+            break
+        if arg.startswith("--json="):
+            rewritten += ["--out", arg.split("=", 1)[1]]
+        elif arg == "--json" and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            rewritten += ["--out", args[i + 1]]
+            i += 1
+        else:
+            rewritten.append(arg)
+        i += 1
+    return rewritten
+
+
+class Command(TyperCommand):
+    """A command with the conventions above."""
+
+    legacy_json_file: ClassVar[bool] = False
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_untyped(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if self.legacy_json_file:
+            new = legacy_json_file(args)
+            if new != args and new.count("--out") > 1:
+                ctx.fail("--json FILE is the old spelling of --out FILE; give only --out FILE")
+            args = new
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TripwireError as exc:
+            fail(exc)
+
+
+class JsonFileCommand(Command):
+    """A command whose results file is ``--out FILE`` and once was ``--json FILE``."""
+
+    legacy_json_file = True
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_untyped(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """``typer.Typer`` whose groups and commands are :class:`Group` and :class:`Command`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", Group)
+        kwargs.setdefault("no_args_is_help", True)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        kwargs.setdefault("add_completion", False)
+        super().__init__(**kwargs)
+
+    def command(  # type: ignore[override]
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return super().command(name, cls=cls or Command, **kwargs)
+
+
+__all__ = ["App", "Command", "Group", "JsonFileCommand", "legacy_json_file", "needs_extra"]

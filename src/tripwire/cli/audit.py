@@ -1,0 +1,124 @@
+"""``tripwire audit`` (every report section on one model) and ``tripwire info`` (the model)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tripwire.cli._app import App, Command
+from tripwire.cli._options import DEFAULT_MODEL, Adapter, Device, Dtype, Json, Model, Seed
+from tripwire.cli._output import out, print_json, progress
+from tripwire.errors import UsageError
+
+app = App()
+
+SECTIONS_HELP = "comma-separated subset of the report sections: {names}"
+
+
+def section_names() -> list[str]:
+    """Every registered report section, default and opt-in, in report order."""
+    import tripwire.audit as audit
+
+    registry: Any = getattr(audit, "SECTIONS", None)
+    if registry is None:  # until tripwire.audit re-exports its registry (issue 9, audit room)
+        from tripwire.report.sections import SECTIONS as registry
+    return [s.name for s in audit.ordered_sections(list(registry))]
+
+
+class AuditCommand(Command):
+    """Lists the section names in ``--sections``'s help, read from the audit registry only
+    when ``audit`` itself runs or shows its help (importing it costs every other command)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if p.name == "sections" and p.help == SECTIONS_HELP:
+                p.help = SECTIONS_HELP.format(names=", ".join(section_names()))
+        return params
+
+
+@app.command(cls=AuditCommand)
+def audit(
+    model: Model = DEFAULT_MODEL,
+    adapter: Adapter = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for report.html, report.json, vectors/")
+    ] = Path("tripwire-report"),
+    sections: Annotated[str | None, typer.Option("--sections", help=SECTIONS_HELP)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="cap samples where a section allows")
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="a recorded agent trace (JSONL events or OTLP JSON): adds the runtime section",
+        ),
+    ] = None,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    dtype: Dtype = "float32",
+    as_json: Json = False,
+) -> None:
+    """Audit a model: concepts, probes, pressure traces, steering -> report.html + report.json."""
+    from tripwire.audit import ordered_sections, run_audit
+
+    names = None if sections is None else [s.strip() for s in sections.split(",") if s.strip()]
+    ordered_sections(names)  # validate before loading anything
+    if trace is not None and not trace.is_file():
+        raise UsageError(f"--trace {trace} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    t0 = time.perf_counter()
+    with progress(not as_json) as say:
+        lm = say.load(model, adapter, dtype, device)
+        report = run_audit(
+            lm,
+            out_dir,
+            sections=names,
+            seed=seed,
+            limit=limit,
+            progress=say,
+            on_section=say.step,
+            trace=trace,
+        )
+        say.step(len(report["sections"]), len(report["sections"]))
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"tripwire audit: {report['model']}")
+    table.add_column("section")
+    table.add_column("summary")
+    for s in report["sections"]:
+        table.add_row(s["title"], s["summary"])
+    out.print(table)
+    out.print(
+        f"wrote {out_dir / 'report.html'} and {out_dir / 'report.json'} "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
+
+
+@app.command()
+def info(
+    model: Model = DEFAULT_MODEL,
+    adapter: Adapter = None,
+    device: Device = "cpu",
+    dtype: Dtype = "float32",
+    as_json: Json = False,
+) -> None:
+    """Load a model from local files and describe it (layers, width, where blocks live)."""
+    with progress(not as_json) as say:
+        lm = say.load(model, adapter, dtype, device)
+    desc = lm.describe()
+    if as_json:
+        print_json(desc)
+    else:
+        for k, v in desc.items():
+            out.print(f"{k:14} {v}")
+
+
+__all__ = ["app", "audit", "info", "section_names"]

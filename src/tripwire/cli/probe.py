@@ -1,0 +1,275 @@
+"""``tripwire probe defection | plausibility | eval-awareness``: linear probes at every layer.
+
+Each prints a table of every layer beside its random-direction baseline; ``--out FILE`` keeps
+the full results (JSON), ``--json`` prints them on stdout instead of the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tripwire.cli._app import App, JsonFileCommand
+from tripwire.cli._options import (
+    DEFAULT_MODEL,
+    Adapter,
+    Device,
+    Dtype,
+    Json,
+    Model,
+    NRandom,
+    ResultFile,
+    Seed,
+)
+from tripwire.cli._output import check_out_file, out, progress, write_result, wrote
+from tripwire.errors import UsageError
+
+app = App(help="Probes fit from generic contrast pairs, evaluated on your prompts.")
+
+
+@app.command("defection", cls=JsonFileCommand)
+def probe_defection_cmd(
+    eval_file: Annotated[
+        Path,
+        typer.Option("--eval", help='JSONL: {"prompt": str, "label": 0|1} (1 = trigger present)'),
+    ],
+    out_file: ResultFile = None,
+    model: Model = DEFAULT_MODEL,
+    adapter: Adapter = None,
+    null: Annotated[
+        bool,
+        typer.Option(help="with --adapter, also run the probe on the clean base model (the null)"),
+    ] = True,
+    n_random: NRandom = 1000,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    dtype: Dtype = "float32",
+    as_json: Json = False,
+) -> None:
+    """Fit the generic defection probe at every layer; score the eval prompts before generation."""
+    from tripwire.checks.defection import attach_null, probe_defection
+    from tripwire.whitebox.datasets import load_eval_file
+
+    check_out_file(out_file)
+    prompts, labels = load_eval_file(eval_file)
+    with progress(not as_json) as say:
+        lm = say.load(model, adapter, dtype, device)
+        result = probe_defection(lm, prompts, labels, n_random=n_random, seed=seed, progress=say)
+        if adapter is not None and null:
+            del lm
+            base = say.load(model, None, dtype, device)
+            say("the null: the same probe on the clean base model")
+            attach_null(
+                result, probe_defection(base, prompts, labels, n_random=n_random, seed=seed)
+            )
+    data = result.to_dict()
+    data["adapter"] = None if adapter is None else str(adapter)
+    data["eval_file"] = str(eval_file)
+    write_result(data, out_file, as_json)
+    if as_json:
+        return
+    table = Table(title=f"defection probe: {result.model}")
+    for col in ("layer", "AUROC", "random (best of N)", "pair CV AUROC"):
+        table.add_column(col)
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.best_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            f"{r['auroc']:.3f}",
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['pair_cv_auroc']:.3f}",
+        )
+    out.print(table)
+    lo, hi = result.auroc_ci
+    out.print(
+        f"layer {result.best_layer} (chosen on the contrast pairs): AUROC {result.auroc:.3f} "
+        f"[{lo:.3f}, {hi:.3f}], recall@1%FPR {result.recall_at_1pct_fpr:.2f}, "
+        f"best of {result.n_random} random directions {result.random_baseline_auroc:.3f}"
+    )
+    if result.null is not None:
+        out.print(
+            f"null (clean base): AUROC {result.null['auroc_at_organism_layer']:.3f} at layer "
+            f"{result.best_layer}, {result.null['auroc']:.3f} at its own layer "
+            f"{result.null['best_layer']}"
+        )
+    if out_file is not None:
+        out.print(f"wrote {out_file}")
+
+
+@app.command("plausibility", cls=JsonFileCommand)
+def probe_plausibility_cmd(
+    out_file: ResultFile = None,
+    model: Model = DEFAULT_MODEL,
+    adapter: Adapter = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=8, help="use a subset of the 124 frames")
+    ] = None,
+    n_random: NRandom = 100,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    dtype: Dtype = "float32",
+    as_json: Json = False,
+) -> None:
+    """Event plausibility (plausible / improbable / impossible) probes at every layer."""
+    from tripwire.checks.plausibility import probe_plausibility
+
+    check_out_file(out_file)
+    with progress(not as_json) as say:
+        lm = say.load(model, adapter, dtype, device)
+        result = probe_plausibility(lm, limit=limit, n_random=n_random, seed=seed, progress=say)
+    data = result.to_dict()
+    data["adapter"] = None if adapter is None else str(adapter)
+    write_result(data, out_file, as_json)
+    if as_json:
+        return
+    names = list(result.pairs)
+    table = Table(title=f"plausibility probes (held-out frames): {result.model}")
+    table.add_column("layer")
+    for n in names:
+        table.add_column(n.replace("_vs_", " vs "))
+    table.add_column("random (mean)")
+    table.add_column("train CV")
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.chosen_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            *(f"{r[n]['auroc']:.3f}" for n in names),
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['cv_auroc']:.3f}",
+        )
+    out.print(table)
+    best = Table(title=f"layer {result.chosen_layer} (chosen by CV on the training frames)")
+    for col in ("pair", "probe AUROC [95% CI]", "random", "log-prob AUROC [95% CI]", "paired acc"):
+        best.add_column(col)
+    for n, p in result.pairs.items():
+        best.add_row(
+            n.replace("_vs_", " vs "),
+            f"{p['auroc']:.3f} [{p['auroc_ci'][0]:.3f}, {p['auroc_ci'][1]:.3f}]",
+            f"{p['random_baseline_auroc']:.3f}",
+            f"{p['logprob_auroc']:.3f} [{p['logprob_auroc_ci'][0]:.3f}, "
+            f"{p['logprob_auroc_ci'][1]:.3f}]",
+            f"{p['paired_accuracy']:.2f} (log-prob {p['logprob_paired_accuracy']:.2f})",
+        )
+    out.print(best)
+    t = result.three_way
+    out.print(
+        f"3-way accuracy {t['accuracy']:.2f} [{t['accuracy_ci'][0]:.2f}, "
+        f"{t['accuracy_ci'][1]:.2f}] (log-prob alone {t['logprob_accuracy']:.2f}, chance 0.33, "
+        f"n={t['n_test']}){wrote(out_file)}"
+    )
+
+
+def _detector_meta(save: Path) -> Path:
+    """The ``.json`` a saved detector writes beside its ``.safetensors``."""
+    return (save.with_suffix("") if save.suffix == ".safetensors" else save).with_suffix(".json")
+
+
+@app.command("eval-awareness", cls=JsonFileCommand)
+def probe_eval_awareness_cmd(
+    out_file: ResultFile = None,
+    model: Model = DEFAULT_MODEL,
+    adapter: Adapter = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="write the chosen layer's detector (.safetensors + .json beside it) for "
+            "-M detector; --out must name another file than that .json",
+        ),
+    ] = None,
+    position: Annotated[
+        str,
+        typer.Option(
+            "--position",
+            help="reply (mean over a neutral reply, as the behaviour suite reads) "
+            "or prompt (last prompt token)",
+        ),
+    ] = "reply",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=8, help="use a subset of the 96 requests")
+    ] = None,
+    n_random: NRandom = 100,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    dtype: Dtype = "float32",
+    as_json: Json = False,
+) -> None:
+    """Evaluation-vs-deployment framing probe at every layer; held-out requests and templates."""
+    from tripwire.checks.eval_awareness import probe_eval_awareness
+
+    check_out_file(out_file)
+    if position not in ("reply", "prompt"):
+        raise UsageError(f"unknown --position {position!r}: use reply or prompt")
+    if save is not None:
+        check_out_file(save, "--save")
+        if not save.parent.is_dir():
+            raise UsageError(f"--save {save}: folder {save.parent} does not exist")
+        meta = _detector_meta(save)
+        if out_file is not None and meta.resolve() == out_file.resolve():
+            raise UsageError(
+                f"--save {save} writes its parameters to {meta}, the same file as the results "
+                "(--out); give --out another name"
+            )
+    with progress(not as_json) as say:
+        lm = say.load(model, adapter, dtype, device)
+        result = probe_eval_awareness(
+            lm,
+            position=position,  # type: ignore[arg-type]
+            limit=limit,
+            n_random=n_random,
+            seed=seed,
+            progress=say,
+        )
+    data = result.to_dict()
+    data["adapter"] = None if adapter is None else str(adapter)
+    base = None
+    if save is not None:
+        base = result.save_detector(save)
+        data["saved_detector"] = f"{base}:{result.chosen_layer}"
+    write_result(data, out_file, as_json)
+    if as_json:
+        return
+    table = Table(
+        title=f"eval-vs-deployment probe (held-out requests and templates): {result.model}"
+    )
+    for col in (
+        "layer",
+        "diff-of-means",
+        "logistic",
+        "random (best of N)",
+        "train CV (dm / logistic)",
+    ):
+        table.add_column(col)
+    for r in result.per_layer:
+        mark = " *" if r["layer"] == result.chosen_layer else ""
+        table.add_row(
+            f"{r['layer']}{mark}",
+            f"{r['auroc']:.3f}",
+            f"{r['logistic_auroc']:.3f}",
+            f"{r['random_baseline_auroc']:.3f}",
+            f"{r['cv_auroc']:.3f} / {r['logistic_cv_auroc']:.3f}",
+        )
+    out.print(table)
+    lo, hi = result.auroc_ci
+    text = result.baselines["text_tfidf"]
+    out.print(
+        f"layer {result.chosen_layer} ({result.detector_kind}, chosen by CV on the training "
+        f"groups): AUROC {result.auroc:.3f} [{lo:.3f}, {hi:.3f}], best of {result.n_random} "
+        f"random directions {result.random_baseline_auroc:.3f}, TF-IDF text baseline "
+        f"{text['auroc']:.3f} [{text['auroc_ci'][0]:.3f}, {text['auroc_ci'][1]:.3f}]"
+        f"{wrote(out_file)}"
+    )
+    if base is not None:
+        out.print("saved the detector; score every reply in a behaviour run with:")
+        out.print(f"  -M detector={base}:{result.chosen_layer}", soft_wrap=True, highlight=False)
+
+
+__all__ = [
+    "app",
+    "probe_defection_cmd",
+    "probe_eval_awareness_cmd",
+    "probe_plausibility_cmd",
+]

@@ -1,0 +1,281 @@
+"""``tripwire serve | watch | keys create``: the runtime monitors as a service or in-process.
+
+These need the ``runtime`` extra (``pip install 'tripwire[runtime]'``); without it each command
+stops with exit code 2 naming it. Bad input prints one line and exits 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tripwire.cli._app import App, needs_extra
+from tripwire.cli._options import Json
+from tripwire.cli._output import err, out, print_json
+from tripwire.errors import TripwireError, UsageError
+
+if TYPE_CHECKING:
+    from tripwire.runtime.monitors.base import Monitor
+
+app = App()
+keys_app = App(help="API keys (one tenant per key).")
+
+DEFAULT_DB = "sqlite:///tripwire.db"
+ProbeSpec = Annotated[
+    str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
+]
+
+
+def _database_error(exc: Exception) -> UsageError:
+    """An unreachable server or bad credentials: one line, exit 2."""
+    first = (str(exc).splitlines() or [""])[0]
+    return UsageError(f"cannot open database: {type(exc).__name__}: {first}")
+
+
+def parse_llm_monitor(spec: str) -> Callable[[], Monitor]:
+    """``NAME=BASE_URL@MODEL[:trusted]`` -> a factory of :class:`LLMMonitor`."""
+    from tripwire.runtime.monitors.llm import LLMMonitor
+
+    name, eq, rest = spec.partition("=")
+    url, at, model = rest.rpartition("@")
+    trusted = model.endswith(":trusted")
+    model = model.removesuffix(":trusted")
+    if not (eq and at and name and url and model):
+        raise UsageError(f"--llm-monitor {spec!r}: expected NAME=BASE_URL@MODEL[:trusted]")
+    LLMMonitor(name, url, model)  # validates the URL now, not at the first event
+    key = os.environ.get("TRIPWIRE_LLM_KEY")
+    return lambda: LLMMonitor(name, url, model, trusted=trusted, api_key=key)
+
+
+def parse_probe(spec: str) -> Callable[[], Monitor]:
+    """``MODEL,DETECTOR,LAYER`` (a model spec, a saved detector path, a block index)."""
+    from tripwire.runtime.monitors.probe import ProbeMonitor
+
+    parts = spec.split(",")
+    if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
+        raise UsageError(f"--probe {spec!r}: expected MODEL,DETECTOR,LAYER")
+    mon = ProbeMonitor.from_files(parts[0], parts[1], int(parts[2]))  # load once, fail early
+    return lambda: mon
+
+
+@app.command()
+def serve(
+    db: Annotated[
+        str, typer.Option(help="sqlite:///FILE (default) or postgresql://...")
+    ] = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8400,
+    policy: Annotated[
+        Path | None, typer.Option(help="YAML rules policy (default: shipped)")
+    ] = None,
+    audit_fraction: Annotated[float, typer.Option(min=0.0001, max=0.5)] = 0.02,
+    honeypot_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
+    no_drift: Annotated[bool, typer.Option("--no-drift", help="turn behaviour-shift off")] = False,
+    drift_baseline: Annotated[int, typer.Option(min=30, help="baseline events per agent")] = 300,
+    drift_arl0: Annotated[
+        float, typer.Option(min=10, help="target events between false drift alarms, per agent")
+    ] = 5000.0,
+    upstream: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL (…/v1) for proxy mode")
+    ] = None,
+    llm_monitor: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=BASE_URL@MODEL[:trusted], repeatable; key from TRIPWIRE_LLM_KEY"),
+    ] = None,
+    probe: ProbeSpec = None,
+    honest: Annotated[
+        Path | None,
+        typer.Option(help="honest traffic (JSONL/OTLP): calibrate monitors and thresholds on it"),
+    ] = None,
+    log_level: Annotated[str, typer.Option()] = "warning",
+) -> None:
+    """Run the monitor service (migrates the database first); Ctrl-C stops it."""
+    with needs_extra("runtime", "serve"):
+        import uvicorn
+
+        from tripwire.runtime.app import create_app
+        from tripwire.runtime.monitors.rules import load_policy
+        from tripwire.runtime.pipeline import RuntimeConfig
+        from tripwire.runtime.store import make_engine, migrate
+
+    monitors = [parse_llm_monitor(spec) for spec in llm_monitor or []]
+    if probe:
+        monitors.append(parse_probe(probe))
+    load_policy(policy)
+    cfg = RuntimeConfig(
+        policy=policy,
+        audit_fraction=audit_fraction,
+        honeypot_rate=honeypot_rate,
+        drift=not no_drift,
+        drift_baseline=drift_baseline,
+        drift_arl0=drift_arl0,
+        upstream=upstream,
+        upstream_key=os.environ.get("TRIPWIRE_UPSTREAM_KEY"),
+        extra_monitors=monitors,
+    )
+    if honest is not None:
+        from tripwire.runtime.pipeline import calibrate_on_honest
+        from tripwire.runtime.watch import read_trace
+
+        cfg = calibrate_on_honest(cfg, read_trace(honest))
+        t = cfg.thresholds
+        err.print(
+            f"thresholds from honest traffic: flag {t.flag:.3f}, defer {t.defer:.3f}, "
+            f"block {t.block:.3f}",
+            highlight=False,
+        )
+    try:
+        engine = make_engine(db)
+        migrate(engine)
+    except TripwireError:
+        raise
+    except Exception as exc:
+        raise _database_error(exc) from exc
+    where = engine.url.render_as_string(hide_password=True)
+    err.print(f"listening on http://{host}:{port} (db {where})", highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+    uvicorn.run(
+        create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    db: Annotated[str, typer.Option(help="database URL")] = DEFAULT_DB,
+    tenant: Annotated[str, typer.Option(help="tenant the key belongs to")] = "default",
+) -> None:
+    """Create an API key for a tenant and print it (it is stored only as a hash)."""
+    with needs_extra("runtime", "keys create"):
+        from tripwire.runtime.keys import create_key
+        from tripwire.runtime.store import make_engine, migrate
+
+    try:
+        engine = make_engine(db)
+        migrate(engine)
+        key = create_key(engine, tenant)
+    except TripwireError:
+        raise
+    except Exception as exc:
+        raise _database_error(exc) from exc
+    typer.echo(key)
+
+
+def flagged_events(db: Path, n_events: int) -> list[dict[str, Any]]:
+    """The events of the last ``watch`` run (its last ``n_events`` rows) that were not allowed,
+    in trace order, each with its 1-based position in the trace."""
+    from sqlalchemy import select
+
+    from tripwire.runtime import store
+
+    engine = store.make_engine(str(db))
+    try:
+        with engine.connect() as conn:
+            tid = conn.execute(
+                select(store.tenants.c.id).where(store.tenants.c.name == "local")
+            ).scalar()
+            ev = store.events.c
+            rows = conn.execute(
+                select(ev.agent, ev.type, ev.tool, ev.action, ev.score, ev.verdicts)
+                .where(ev.tenant_id == tid)
+                .order_by(ev.id.desc())
+                .limit(n_events)
+            ).all()
+    finally:
+        engine.dispose()
+    flagged = []
+    for back, r in enumerate(rows):
+        if r.action == "allow":
+            continue
+        reasons = [x for v in r.verdicts or [] for x in v.get("reasons", [])]
+        flagged.append(
+            {
+                "position": n_events - back,
+                "agent": r.agent,
+                "event": r.type + (f" {r.tool}" if r.tool else ""),
+                "action": r.action,
+                "score": r.score,
+                "reasons": list(dict.fromkeys(reasons)),
+            }
+        )
+    return flagged[::-1]
+
+
+def _print_watch(result: dict[str, Any], flagged: list[dict[str, Any]]) -> None:
+    if flagged:
+        table = Table(title=f"flagged events: {len(flagged)} of {result['events']}")
+        for col in ("#", "agent", "event", "action", "score", "reasons"):
+            table.add_column(col, overflow="fold")
+        for f in flagged:
+            table.add_row(
+                str(f["position"]),
+                escape(f["agent"]),
+                escape(f["event"]),
+                f["action"],
+                f"{f['score']:.2f}",
+                escape(", ".join(f["reasons"]) or "—"),
+            )
+        out.print(table)
+    else:
+        out.print(f"no event of {result['events']} was flagged")
+    actions = ", ".join(f"{a} {n}" for a, n in sorted(result["actions"].items()))
+    alerts = ", ".join(f"{k} {n}" for k, n in sorted(result["alerts"].items())) or "none"
+    out.print(
+        f"{result['events']} events ({actions}); alerts: {alerts}; "
+        f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB; db {result['db']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def watch(
+    trace: Annotated[Path, typer.Argument(help="JSONL events, or OTLP JSON trace file; - = stdin")],
+    db: Annotated[Path, typer.Option(help="local SQLite file")] = Path("tripwire-watch.db"),
+    policy: Annotated[Path | None, typer.Option(help="YAML rules policy")] = None,
+    summary: Annotated[Path | None, typer.Option(help="write the JSON summary here")] = None,
+    probe: ProbeSpec = None,
+    embeddings: Annotated[
+        bool, typer.Option("--embeddings", help="windowed MMD on message embeddings (MiniLM)")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Run the same monitors in-process (no server) over events, stored in a local SQLite file.
+
+    Prints the flagged events (agent, position in the trace, action, reasons) and a summary;
+    --json prints the JSON summary instead.
+    """
+    with needs_extra("runtime", "watch"):
+        from tripwire.runtime.pipeline import RuntimeConfig
+        from tripwire.runtime.watch import run_watch
+
+    extra = [parse_probe(probe)] if probe else []
+    cfg = RuntimeConfig(policy=policy, extra_monitors=extra)
+    result = run_watch(trace, db, policy, cfg, embeddings=embeddings)
+    if summary is not None:
+        from tripwire._io import write_json
+
+        write_json(summary, result)
+    if as_json:
+        print_json(result)
+    else:
+        _print_watch(result, flagged_events(db, result["events"]))
+
+
+__all__ = [
+    "DEFAULT_DB",
+    "app",
+    "flagged_events",
+    "keys_app",
+    "keys_create",
+    "parse_llm_monitor",
+    "parse_probe",
+    "serve",
+    "watch",
+]
