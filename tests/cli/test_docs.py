@@ -268,3 +268,25 @@ def test_the_readme_session_runs_as_written(
     assert json.loads((work / "screen.json").read_text())["n_examples"] == 3
     ea = json.loads((work / "eval-awareness.json").read_text())
     assert ea["saved_detector"] == f"ea:{ea['chosen_layer']}"  # -M detector=ea:LAYER
+
+
+def _python_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def test_the_readme_python_runs_as_written(
+    make_lm: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's Python example, run on a tiny model in place of the embedded one."""
+    import tripwire.models
+
+    blocks = _python_blocks(DOCS[0])
+    assert blocks, "the README has no Python example"
+    tiny = make_lm("llama")
+    monkeypatch.setattr(tripwire.models, "load_model", lambda spec, **kw: tiny)
+    for code in blocks:
+        namespace: dict[str, Any] = {}
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
+    assert "probe" in namespace and namespace["probe"].direction_.shape == (tiny.d_model,)
+    assert capsys.readouterr().out.strip()  # the steered answer was printed

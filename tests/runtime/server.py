@@ -31,7 +31,7 @@ class Server:
         cmd = [
             sys.executable,
             "-m",
-            "tripwire.runtime.cli",
+            "tripwire.cli",
             "serve",
             "--db",
             self.db,

@@ -11,10 +11,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tripwire.cli import app
-from tripwire.cli.serve import flagged_events
 from tripwire.runtime.keys import tenant_for
 from tripwire.runtime.store import make_engine
 from tripwire.runtime.traffic import attack_events, honest_stream
+from tripwire.runtime.watch import flagged_events
 
 runner = CliRunner()
 

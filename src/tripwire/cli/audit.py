@@ -21,12 +21,9 @@ SECTIONS_HELP = "comma-separated subset of the report sections: {names}"
 
 def section_names() -> list[str]:
     """Every registered report section, default and opt-in, in report order."""
-    import tripwire.audit as audit
+    from tripwire.audit import section_names as registry
 
-    registry: Any = getattr(audit, "SECTIONS", None)
-    if registry is None:  # until tripwire.audit re-exports its registry (issue 9, audit room)
-        from tripwire.report.sections import SECTIONS as registry
-    return [s.name for s in audit.ordered_sections(list(registry))]
+    return list(registry())
 
 
 class AuditCommand(Command):

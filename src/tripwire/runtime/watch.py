@@ -154,4 +154,32 @@ def summarise_trace(trace: Path, workdir: Path) -> dict[str, Any]:
     return run_watch(trace, db)
 
 
-__all__ = ["read_trace", "run_watch", "summarise_trace"]
+def flagged_events(db: Path, n_events: int) -> list[dict[str, Any]]:
+    """The events of the last ``watch`` run (its last ``n_events`` rows) that were not allowed,
+    in trace order, each with its 1-based position in the trace."""
+    engine = store.make_engine(str(db))
+    try:
+        with engine.connect() as conn:
+            tid = queries.ensure_tenant(conn, "local", datetime.now(UTC))
+            rows = queries.last_events(conn, tid, n_events)
+    finally:
+        engine.dispose()
+    flagged = []
+    for pos, r in enumerate(rows, 1 + n_events - len(rows)):
+        if r.action == "allow":
+            continue
+        reasons = [x for v in r.verdicts or [] for x in v.get("reasons", [])]
+        flagged.append(
+            {
+                "position": pos,
+                "agent": r.agent,
+                "event": r.type + (f" {r.tool}" if r.tool else ""),
+                "action": r.action,
+                "score": r.score,
+                "reasons": list(dict.fromkeys(reasons)),
+            }
+        )
+    return flagged
+
+
+__all__ = ["flagged_events", "read_trace", "run_watch", "summarise_trace"]
