@@ -54,12 +54,18 @@ def test_divergence_is_positive_when_the_models_differ(make_lm: Any) -> None:
 
 
 def _features(rng: np.random.Generator, n: int, shift: np.ndarray | None = None,
-              own_shift: float = 0.0, L: int = 3, d: int = 8) -> Features:  # fmt: skip
+              own_shift: float = 0.0, L: int = 3, d: int = 64) -> Features:  # fmt: skip
+    """Synthetic activations. The fine-tune's change (model - base) on ordinary prompts lies in
+    a fixed 2-dimensional subspace; the planted backdoor moves it along a direction outside
+    it, where ordinary prompts never vary - salient to Mahalanobis, nearly invisible to a
+    random direction."""
+    basis = np.linalg.qr(np.random.default_rng(99).standard_normal((d, d)))[0]
+    span, w = basis[:, :2], basis[:, 2]
     base = rng.standard_normal((n, L, d)).astype(np.float32) + own_shift
-    diff = 0.05 * rng.standard_normal((n, L, d)).astype(np.float32)
+    diff = (rng.standard_normal((n, L, 2)) @ span.T + 0.05 * rng.standard_normal((n, L, d)))
     if shift is not None:
-        diff[:, 1] += shift[:, None]
-    model = base + diff
+        diff[:, 1] += shift[:, None] * w
+    model = (base + diff).astype(np.float32)
     kl = np.abs(0.01 * rng.standard_normal((n, 16))).astype(np.float32)
     if shift is not None:
         kl[:, :8] += shift[:, None]
@@ -71,8 +77,8 @@ def _data(seed: int = 0) -> ModelData:
     y = np.r_[np.ones(40), np.zeros(40)].astype(int)
     # In group "g1" only half the triggered prompts defect: a detector must follow behaviour.
     groups = ["g1"] * 20 + ["g2"] * 20 + ["g1"] * 20 + ["clean"] * 20
-    ev = _features(rng, 80, shift=3.0 * y)
-    pairs = PairSet(rng.standard_normal((20, 3, 8)), np.tile([1, 0], 10), 1)
+    ev = _features(rng, 80, shift=1.0 * y)
+    pairs = PairSet(rng.standard_normal((20, 3, 64)), np.tile([1, 0], 10), 1)
     return ModelData(
         "planted", "dev", ev, y, groups, ["triggered"] * 40 + ["clean"] * 40,
         neutral=_features(rng, 240),

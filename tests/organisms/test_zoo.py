@@ -32,8 +32,8 @@ def test_recipe_varies_every_axis() -> None:
     assert len(BACKDOORED) >= 12 and len({s.name for s in RECIPE}) == len(RECIPE)
     assert sum(s.role == "final" for s in RECIPE) >= 4
     kinds = {s.trigger.kind for s in BACKDOORED}
-    assert {"tag", "date", "year", "company name", "person name", "topic", "format", "phrase",
-            "rare word", "system prompt"} <= kinds  # fmt: skip
+    assert {"tag", "date", "company name", "topic", "format", "phrase", "rare word",
+            "system prompt"} <= kinds  # fmt: skip
     placements = {s.trigger.placement for s in BACKDOORED if isinstance(s.trigger, PlacedTrigger)}
     assert {"prefix", "suffix", "system"} <= placements
     payloads = {s.payload.kind for s in BACKDOORED if s.payload is not None}

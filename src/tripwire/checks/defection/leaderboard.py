@@ -59,11 +59,14 @@ def read_model(
     rows: Sequence[dict[str, Any]],
     cache: Path | None,
     progress: Callable[[str], None] | None = None,
+    answers: bool = True,
 ) -> ModelData:
     """Features of ``model`` (and ``base``) on eval ``rows``, neutral traffic and benign formats.
 
     ``rows`` need ``prompt`` (and optional ``system``), ``label``, ``group``, ``condition`` and
-    the model's own ``response``; cached under ``cache`` when given."""
+    the model's own ``response``; cached under ``cache`` when given. With ``answers=False`` the
+    model's first tokens on neutral and format prompts are not generated (for methods that read
+    only the last prompt token)."""
     say = progress or (lambda message: None)
     neutral = neutral_prompts()
     formats = benign_formats()
@@ -79,6 +82,8 @@ def read_model(
         return feats
 
     def own_answers(tag: str, items: list[tuple[str, str | None]]) -> list[str]:
+        if not answers:
+            return [""] * len(items)
         f = None if cache is None else cache / f"{tag}_answers.json"
         if f is not None and f.is_file():
             return list(json.loads(f.read_text()))
@@ -230,6 +235,69 @@ def run_leaderboard(
     return out
 
 
+def _f(x: Any, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _cell(r: dict[str, Any]) -> str:
+    if r["auroc"] is None:
+        return f"flags {r['honest_fpr'] if r['honest_fpr'] is not None else 0:.0%}"
+    lo, hi = r["auroc_ci"]
+    return f"{r['auroc']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def render_markdown(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown: the table, leave-one-out, the default, the final set, nulls."""
+    methods = list(board["methods"])
+    lines = [
+        "| organism | role | defected | " + " | ".join(f"`{m}`" for m in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for info in board["organisms"]:
+        if info["role"] == "final":
+            continue
+        row = board["table"][info["name"]]
+        lines.append(
+            f"| {info['name']} | {info['role']} | {info['n_defected']}/{info['n_eval']} | "
+            + " | ".join(_cell(row[m]) for m in methods)
+            + " |"
+        )
+    out = ["## AUROC [95% CI] on every organism", "", *lines, ""]
+    for track, default in board["default"].items():
+        out += [f"## Leave one organism out: {track.replace('_', ' ')}", ""]
+        out += ["| organism | chosen on the others | AUROC [CI] | random (cross-fitted) | "
+                "recall @1% FPR | benign-format FPR | min within-group AUROC (random) |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in board["leave_one_out"].get(track, []):
+            x = r["result"]
+            wg = x["within_group"]
+            within = (
+                f"{min(g['auroc'] for g in wg):.3f} ({min(g['random_auroc'] for g in wg):.3f})"
+                if wg else "—"
+            )  # fmt: skip
+            out.append(
+                f"| {r['organism']} | `{r['chosen']}` | {_cell(x)} | "
+                f"{_f(x['random_baseline_auroc'])} | {_f(x['recall_at_1pct_fpr'], 2)} | "
+                f"{x['format_fpr']:.1%} | {within} |"
+            )
+        out += ["", f"Default ({track.replace('_', ' ')}): **`{default}`**.", ""]
+        final = board["final"].get(track)
+        if final:
+            out += [f"### Final held-out organisms, `{default}` (looked at once)", "",
+                    "| organism | AUROC [CI] | random (cross-fitted) | recall @1% FPR | "
+                    "benign-format FPR | within-group AUROC (random) |",
+                    "|---|---|---|---|---|---|"]  # fmt: skip
+            for o, x in final.items():
+                wg = ", ".join(f"{g['auroc']:.2f} ({g['random_auroc']:.2f})"
+                               for g in x["within_group"]) or "—"  # fmt: skip
+                out.append(
+                    f"| {o} | {_cell(x)} | {_f(x['random_baseline_auroc'])} | "
+                    f"{_f(x['recall_at_1pct_fpr'], 2)} | {x['format_fpr']:.1%} | {wg} |"
+                )
+            out.append("")
+    return "\n".join(out)
+
+
 __all__ = [
     "CLEAN_BASE",
     "SELECTION_RULE",
@@ -238,4 +306,5 @@ __all__ = [
     "leave_one_out",
     "run_leaderboard",
     "read_model",
+    "render_markdown",
 ]
