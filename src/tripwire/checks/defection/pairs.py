@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.checks.defection.methods import PairSet
 from tripwire.errors import UsageError
 from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
@@ -104,6 +105,22 @@ def _answer_strata(texts: Sequence[Rendered], labels: np.ndarray) -> np.ndarray:
         start, end = bad.span or (0, len(bad.text))
         out[i : i + 2] = int(bad.text[start:end].strip().lower().startswith("yes"))
     return out
+
+
+def pair_set(lm: LocalModel, folds: int = 4, seed: int = 0, batch_size: int = 16) -> PairSet:
+    """The generic contrast pairs read by ``lm`` at every block, and the layer :data:`LAYER_RULE`
+    chooses on them (the pairs only: no trigger, no evaluation label)."""
+    texts, labels = defection_dialogues(lm.tokenizer)
+    y = np.asarray(labels)
+    pair_ids = np.arange(len(texts)) // 2
+    strata = _answer_strata(texts, y)
+    acts = capture(lm, texts, positions="mean", batch_size=batch_size)
+    keys = {}
+    for layer in acts.layers:
+        cv_auc, cv_d = _pair_cv(acts[layer], y, pair_ids, strata, folds, seed)
+        keys[layer] = (round(cv_auc, 3), cv_d)
+    best = max(keys, key=lambda k: keys[k])
+    return PairSet(np.stack([acts[k] for k in acts.layers], axis=1), y, int(best))
 
 
 def _check_eval(prompts: Sequence[str], labels: Sequence[int]) -> np.ndarray:
@@ -254,5 +271,6 @@ __all__ = [
     "LAYER_RULE",
     "DefectionProbeResult",
     "attach_null",
+    "pair_set",
     "probe_defection",
 ]

@@ -1,54 +1,52 @@
-"""Linear detectors on activation arrays, following scikit-learn's estimator contract.
+"""Linear classifiers on activation arrays, following scikit-learn's estimator contract.
 
 ``__init__`` only stores hyper-parameters; ``fit(X, y)`` returns ``self``; learned state ends in
 ``_``; ``score_samples(X)`` is the raw score, **higher = more like the positive class (y = 1)**;
-``decision_function = score_samples - offset_`` and ``predict`` thresholds it at 0. Detectors
+``decision_function = score_samples - offset_`` and ``predict`` thresholds it at 0. They are
+binary classifiers (declared in their scikit-learn tags) and pass ``check_estimator``. Detectors
 save as safetensors (arrays) + JSON (parameters), never pickle. The language model stays out of
 the estimator: capture activations first (:mod:`tripwire.whitebox.capture`).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
 
-from tripwire._io import atomic_path, write_json
-from tripwire.errors import NotFittedError, UsageError
-
-_REGISTRY: dict[str, type[Detector]] = {}
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
+from tripwire.errors import UsageError
+from tripwire.whitebox.detectors._base import REGISTRY, Persisted, unit
 
 
-class Detector(ClassifierMixin, BaseEstimator):
+class Detector(ClassifierMixin, BaseEstimator, Persisted):
     """Base class: a linear score ``X @ direction_ + bias_`` with a decision offset."""
 
-    kind: ClassVar[str] = ""
     _arrays: ClassVar[tuple[str, ...]] = ("direction_",)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.kind:
-            _REGISTRY[cls.kind] = cls
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
     # -- fitting ---------------------------------------------------------------
     def _check_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        X, y = check_X_y(X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         classes = np.unique(y)
-        if len(classes) != 2:
-            raise ValueError(f"detectors need exactly two classes in y, got {classes.tolist()}")
+        if len(classes) > 2:
+            raise ValueError(
+                f"Only binary classification is supported: {type(self).__name__} got "
+                f"{len(classes)} classes {classes.tolist()}"
+            )
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs both classes in y, got 1 class {classes.tolist()}"
+            )
         self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
         return X, (y == classes[1]).astype(np.int64)
 
     def _finish(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -63,12 +61,7 @@ class Detector(ClassifierMixin, BaseEstimator):
 
     # -- scoring ---------------------------------------------------------------
     def _checked(self, X: Any) -> np.ndarray:
-        try:
-            check_is_fitted(self)
-        except Exception:
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit(X, y) first"
-            ) from None
+        self._require_fitted()
         return np.asarray(validate_data(self, X, reset=False, dtype=np.float64))
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -84,46 +77,8 @@ class Detector(ClassifierMixin, BaseEstimator):
     @property
     def unit_direction(self) -> np.ndarray:
         """The detector's direction in activation space, unit length (for steering)."""
-        check_is_fitted(self)
-        return _unit(np.asarray(self.direction_, dtype=np.float64))
-
-    # -- persistence -----------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write ``path.safetensors`` (arrays) and ``path.json`` (class, params, scalars)."""
-        check_is_fitted(self)
-        base = Path(path)
-        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in self._arrays}
-        arrays["classes_"] = np.asarray(self.classes_)
-        with atomic_path(base.with_suffix(".safetensors")) as tmp:
-            save_file(arrays, str(tmp))
-        scalars = {
-            k: v
-            for k, v in vars(self).items()
-            if k.endswith("_") and isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        write_json(
-            base.with_suffix(".json"),
-            {"kind": self.kind, "params": self.get_params(), "fitted": scalars},
-        )
-
-    @staticmethod
-    def load(path: str | Path) -> Detector:
-        base = Path(path)
-        meta_file, arr_file = base.with_suffix(".json"), base.with_suffix(".safetensors")
-        if not meta_file.is_file() or not arr_file.is_file():
-            raise UsageError(
-                f"no saved detector at {base}: need {meta_file.name} and {arr_file.name}"
-            )
-        meta = json.loads(meta_file.read_text())
-        cls = _REGISTRY.get(meta.get("kind", ""))
-        if cls is None:
-            raise UsageError(f"{meta_file} names unknown detector kind {meta.get('kind')!r}")
-        det = cls(**meta["params"])
-        for k, v in meta["fitted"].items():
-            setattr(det, k, v)
-        for k, v in load_file(str(arr_file)).items():
-            setattr(det, k, v)
-        return det
+        self._require_fitted()
+        return unit(np.asarray(self.direction_, dtype=np.float64))
 
 
 class DiffMeans(Detector):
@@ -147,7 +102,7 @@ class DiffMeans(Detector):
     def fit(self, X: Any, y: Any) -> DiffMeans:
         X, yb = self._check_fit(X, y)
         d = X[yb == 1].mean(0) - X[yb == 0].mean(0)
-        self.direction_ = _unit(d) if self.normalize else d
+        self.direction_ = unit(d) if self.normalize else d
         self._finish(X, yb)
         return self
 
@@ -173,6 +128,7 @@ class LogisticProbe(Detector):
         self.scale_ = X.std(0) + 1e-6
         lr = LogisticRegression(C=self.C, max_iter=self.max_iter, fit_intercept=False)
         lr.fit((X - self.mean_) / self.scale_, yb)
+        self.n_iter_ = int(lr.n_iter_[0])
         w = lr.coef_[0] / self.scale_
         # Fold standardisation into a raw-space linear score: ((X - m) / s) @ c = X @ w + b.
         self.direction_ = w
@@ -233,7 +189,7 @@ class LayerEnsemble(Detector):
 
     def fit(self, X: Any, y: Any) -> LayerEnsemble:
         X, yb = self._check_fit(X, y)
-        if self.base not in _REGISTRY or self.base == self.kind:
+        if self.base not in LINEAR or self.base == self.kind:
             raise UsageError(f"unknown base detector {self.base!r}: use diffmeans, logistic or lat")
         if self.n_layers < 1 or X.shape[1] % self.n_layers:
             raise UsageError(
@@ -243,7 +199,7 @@ class LayerEnsemble(Detector):
         parts, bias = [], 0.0
         for k in range(self.n_layers):
             block = X[:, k * width : (k + 1) * width]
-            det = _REGISTRY[self.base]().fit(block, yb)
+            det = LINEAR[self.base]().fit(block, yb)
             s = det.score_samples(block)
             sd = float(s.std()) or 1.0
             # z-score each layer: (X_k @ w + b - mean) / sd, averaged over layers.
@@ -255,22 +211,9 @@ class LayerEnsemble(Detector):
         return self
 
 
-DETECTORS: dict[str, type[Detector]] = _REGISTRY
+#: The linear classifiers by registry name (the base kinds a :class:`LayerEnsemble` can use).
+LINEAR: dict[str, type[Detector]] = {
+    k: v for k, v in REGISTRY.items() if isinstance(v, type) and issubclass(v, Detector)
+}
 
-
-def make_detector(kind: str, **params: Any) -> Detector:
-    """Build a detector by registry name: ``diffmeans``, ``logistic``, ``lat``, ``ensemble``."""
-    if kind not in _REGISTRY:
-        raise UsageError(f"unknown detector {kind!r}: choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[kind](**params)
-
-
-__all__ = [
-    "DETECTORS",
-    "Detector",
-    "DiffMeans",
-    "LATProbe",
-    "LayerEnsemble",
-    "LogisticProbe",
-    "make_detector",
-]
+__all__ = ["LINEAR", "Detector", "DiffMeans", "LATProbe", "LayerEnsemble", "LogisticProbe"]

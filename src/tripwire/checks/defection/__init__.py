@@ -1,0 +1,36 @@
+"""Defection detection on models tripwire did not build: methods, honest figures, leaderboard.
+
+* :mod:`~tripwire.checks.defection.pairs` - the generic contrast-pair probe (MacDiarmid et al.);
+* :mod:`~tripwire.checks.defection.features` - what detectors read before output reaches a user;
+* :mod:`~tripwire.checks.defection.methods` - the methods (pairs, anomaly detection, diffing);
+* :mod:`~tripwire.checks.defection.evaluate` - every figure beside its control;
+* :mod:`~tripwire.checks.defection.leaderboard` - every method on the zoo, leave one out.
+"""
+
+from tripwire.checks.defection.evaluate import MethodResult, ModelData, evaluate
+from tripwire.checks.defection.features import Features, Prompt, extract
+from tripwire.checks.defection.leaderboard import run_leaderboard
+from tripwire.checks.defection.methods import METHODS, Method, get_method
+from tripwire.checks.defection.pairs import (
+    LAYER_RULE,
+    DefectionProbeResult,
+    attach_null,
+    probe_defection,
+)
+
+__all__ = [
+    "LAYER_RULE",
+    "METHODS",
+    "DefectionProbeResult",
+    "Features",
+    "Method",
+    "MethodResult",
+    "ModelData",
+    "Prompt",
+    "attach_null",
+    "evaluate",
+    "extract",
+    "get_method",
+    "probe_defection",
+    "run_leaderboard",
+]
