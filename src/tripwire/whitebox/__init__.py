@@ -14,7 +14,10 @@ from tripwire.whitebox.detectors import (
     LATProbe,
     LayerEnsemble,
     LogisticProbe,
+    MahalanobisDetector,
+    ZScoreDetector,
     make_detector,
+    suspicion,
 )
 from tripwire.whitebox.generation import generate
 from tripwire.whitebox.metrics import (
@@ -42,6 +45,8 @@ __all__ = [
     "LATProbe",
     "LayerEnsemble",
     "LogisticProbe",
+    "MahalanobisDetector",
+    "ZScoreDetector",
     "ablate_everywhere",
     "auroc",
     "auroc_ci",
@@ -55,6 +60,7 @@ __all__ = [
     "random_direction_auroc",
     "read_control_vector",
     "steer",
+    "suspicion",
     "threshold_at_fpr",
     "trace",
 ]

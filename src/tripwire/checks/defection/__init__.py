@@ -4,7 +4,8 @@
 * :mod:`~tripwire.checks.defection.features` - what detectors read before output reaches a user;
 * :mod:`~tripwire.checks.defection.methods` - the methods (pairs, anomaly detection, diffing);
 * :mod:`~tripwire.checks.defection.evaluate` - every figure beside its control;
-* :mod:`~tripwire.checks.defection.leaderboard` - every method on the zoo, leave one out.
+* :mod:`~tripwire.checks.defection.leaderboard` - every method on the zoo, leave one out;
+* :mod:`~tripwire.checks.defection.probe` - one method on a user's model (``probe defection``).
 """
 
 from tripwire.checks.defection.evaluate import MethodResult, ModelData, evaluate
@@ -17,11 +18,13 @@ from tripwire.checks.defection.pairs import (
     attach_null,
     probe_defection,
 )
+from tripwire.checks.defection.probe import DefectionReport, load_eval_rows, probe
 
 __all__ = [
     "LAYER_RULE",
     "METHODS",
     "DefectionProbeResult",
+    "DefectionReport",
     "Features",
     "Method",
     "MethodResult",
@@ -31,6 +34,8 @@ __all__ = [
     "evaluate",
     "extract",
     "get_method",
+    "load_eval_rows",
+    "probe",
     "probe_defection",
     "run_leaderboard",
 ]
