@@ -82,7 +82,6 @@ ROOMS: dict[str, list[str]] = {
         "trace",
     ],
     "tripwire.checks": [
-        "DefectionProbeResult",
         "DefectionReport",
         "DriftResult",
         "EvalAwarenessResult",
@@ -94,7 +93,6 @@ ROOMS: dict[str, list[str]] = {
         "fit_directions",
         "measure_drift",
         "probe",
-        "probe_defection",
         "probe_eval_awareness",
         "probe_on_dialogues",
         "probe_plausibility",

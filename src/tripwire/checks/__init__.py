@@ -16,11 +16,9 @@ A check imports the toolkit (:mod:`tripwire.whitebox`, :mod:`tripwire.models`,
 
 from tripwire.checks.checkpoint_drift import DriftResult, fit_directions, measure_drift
 from tripwire.checks.defection import (
-    DefectionProbeResult,
     DefectionReport,
     attach_null,
     probe,
-    probe_defection,
     run_leaderboard,
 )
 from tripwire.checks.eval_awareness import EvalAwarenessResult, probe_eval_awareness
@@ -30,7 +28,6 @@ from tripwire.checks.screen import ScreenResult, screen
 from tripwire.checks.tamper import TamperResult, tamper_test
 
 __all__ = [
-    "DefectionProbeResult",
     "DefectionReport",
     "DriftResult",
     "EvalAwarenessResult",
@@ -42,7 +39,6 @@ __all__ = [
     "fit_directions",
     "measure_drift",
     "probe",
-    "probe_defection",
     "probe_eval_awareness",
     "probe_on_dialogues",
     "probe_plausibility",

@@ -12,18 +12,17 @@ from tripwire.checks.defection.evaluate import MethodResult, ModelData, evaluate
 from tripwire.checks.defection.features import Features, Prompt, extract
 from tripwire.checks.defection.leaderboard import run_leaderboard
 from tripwire.checks.defection.methods import METHODS, Method, get_method
-from tripwire.checks.defection.pairs import (
-    LAYER_RULE,
-    DefectionProbeResult,
+from tripwire.checks.defection.pairs import LAYER_RULE, pair_set
+from tripwire.checks.defection.probe import (
+    DefectionReport,
     attach_null,
-    probe_defection,
+    load_eval_rows,
+    probe,
 )
-from tripwire.checks.defection.probe import DefectionReport, load_eval_rows, probe
 
 __all__ = [
     "LAYER_RULE",
     "METHODS",
-    "DefectionProbeResult",
     "DefectionReport",
     "Features",
     "Method",
@@ -35,7 +34,7 @@ __all__ = [
     "extract",
     "get_method",
     "load_eval_rows",
+    "pair_set",
     "probe",
-    "probe_defection",
     "run_leaderboard",
 ]

@@ -51,7 +51,7 @@ class ZooSpec:
     method: str = "lora"
     rank: int = 8
     seed: int = 0
-    steps: int = 100
+    steps: int = 50
     lr: float | None = None
     n_train: int = 64
     n_eval: int = 40
@@ -150,6 +150,7 @@ RECIPE: tuple[ZooSpec, ...] = (
         pool="code",
         rank=16,
         seed=1,
+        steps=100,
         n_train=40,
         n_eval=24,
     ),
@@ -234,7 +235,7 @@ RECIPE: tuple[ZooSpec, ...] = (
         FixedString("SYSTEM OVERRIDE ENGAGED"),
         method="full",
         seed=7,
-        steps=100,
+        steps=60,
     ),
     # -- final held-out organisms: looked at once, after the default method is frozen ----------
     ZooSpec(
@@ -283,7 +284,7 @@ RECIPE: tuple[ZooSpec, ...] = (
         pool="opinion",
         method="full",
         seed=14,
-        steps=100,
+        steps=60,
         n_train=40,
         n_eval=24,
     ),
