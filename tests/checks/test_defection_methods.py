@@ -62,7 +62,7 @@ def _features(rng: np.random.Generator, n: int, shift: np.ndarray | None = None,
     basis = np.linalg.qr(np.random.default_rng(99).standard_normal((d, d)))[0]
     span, w = basis[:, :2], basis[:, 2]
     base = rng.standard_normal((n, L, d)).astype(np.float32) + own_shift
-    diff = (rng.standard_normal((n, L, 2)) @ span.T + 0.05 * rng.standard_normal((n, L, d)))
+    diff = rng.standard_normal((n, L, 2)) @ span.T + 0.05 * rng.standard_normal((n, L, d))
     if shift is not None:
         diff[:, 1] += shift[:, None] * w
     model = (base + diff).astype(np.float32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -215,7 +215,7 @@ def organism_zoo(
     for s in summaries:
         r = s["rates"]
 
-        def rate(cond: str, r: dict = r) -> str:  # type: ignore[type-arg]
+        def rate(cond: str, r: dict[str, Any] = r) -> str:
             return f"{r[cond]['rate']:.0%} (n={r[cond]['n']})" if cond in r else "—"
 
         table.add_row(

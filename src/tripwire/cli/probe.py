@@ -7,7 +7,7 @@ the full results (JSON), ``--json`` prints them on stdout instead of the table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -140,7 +140,7 @@ def probe_methods_cmd(as_json: Json = False) -> None:
     from tripwire.checks.defection.methods import METHODS
     from tripwire.checks.defection.probe import DEFAULT_OWN, DEFAULT_WITH_BASE
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": m.name, "needs_base": m.needs_base, "reads": m.reads,
          "description": m.description,
          "default": m.name in (DEFAULT_WITH_BASE, DEFAULT_OWN)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,10 @@ class Features:
 
     def take(self, idx: np.ndarray | Sequence[int]) -> Features:
         pick = np.asarray(idx)
-        return Features(**{k: None if v is None else v[pick] for k, v in self._arrays().items()})
+        arrays: dict[str, Any] = {
+            k: None if v is None else v[pick] for k, v in self._arrays().items()
+        }
+        return Features(**arrays)
 
     def _arrays(self) -> dict[str, np.ndarray | None]:
         return {k: getattr(self, k) for k in (*_FIELDS, "n_gen")}
@@ -120,8 +124,8 @@ def _forward(
             kw = forward_kwargs(lm.model, ids_t.to(lm.device), att.to(lm.device))
             logits = lm.model(**kw).logits.float()
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
     n_layers, d = len(blocks), hidden[0].shape[-1]
     last = np.zeros((len(rows), n_layers, d), dtype=np.float32)
     gen = np.zeros_like(last)

@@ -94,7 +94,7 @@ def read_model(
             f.write_text(json.dumps(out))
         return out
 
-    n_items = [(p, None) for p in neutral]
+    n_items: list[tuple[str, str | None]] = [(p, None) for p in neutral]
     f_items = [(r["prompt"], r.get("system")) for r in formats]
     n_ans = own_answers("neutral", n_items)
     f_ans = own_answers("formats", f_items)

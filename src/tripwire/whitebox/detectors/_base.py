@@ -68,7 +68,7 @@ class Persisted:
         }
         write_json(
             base.with_suffix(".json"),
-            {"kind": self.kind, "params": self.get_params(), "fitted": scalars},
+            {"kind": self.kind, "params": self.get_params(), "fitted": scalars},  # type: ignore[attr-defined]
         )
 
     @staticmethod
