@@ -172,3 +172,10 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> N
                 "format_fpr", "within_group"):  # fmt: skip
         assert key in cell
     assert (zoo / "tag-string" / "features" / "eval.safetensors").is_file()  # cached
+    from tripwire.checks.defection.leaderboard import render_markdown
+
+    md = render_markdown(board)
+    assert "## Leave one organism out: with base" in md
+    every = md.split("## Every figure")[1]
+    assert every.count("| tag-string | `") == len(METHODS)  # one row per method
+    assert "Final held-out" not in md
