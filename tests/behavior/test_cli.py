@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 def test_list_json_prints_the_registered_tasks_with_their_descriptions() -> None:
-    from tripwire.behavior._scenario import FAMILIES
+    from tripwire.behavior import FAMILIES
 
     res = runner.invoke(app, ["eval", "list", "--json"])
     assert res.exit_code == 0, res.output

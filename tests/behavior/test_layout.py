@@ -93,7 +93,7 @@ def test_importing_the_room_does_not_import_inspect() -> None:
     """``tripwire --help`` mounts ``tripwire eval`` and must not pay for (or need) Inspect."""
     src = str(Path(tripwire.__file__).parents[1])
     code = (
-        "import sys, tripwire.behavior, tripwire.behavior.cli; print('inspect_ai' in sys.modules)"
+        "import sys, tripwire.behavior, tripwire.cli.eval; print('inspect_ai' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
