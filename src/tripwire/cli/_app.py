@@ -36,7 +36,8 @@ def needs_extra(extra: str, command: str) -> Iterator[None]:
         if exc.name is None or exc.name.split(".")[0] == "tripwire":
             raise
         raise UsageError(
-            f"`tripwire {command}` needs the {extra} extra ({exc.name} is not installed): "
+            f"`tripwire {command}` needs the {extra} extra ({exc.name.split('.')[0]} is not "
+            "installed): "
             f"pip install 'tripwire[{extra}]'"
         ) from None
 
