@@ -92,9 +92,7 @@ def test_the_public_api_is_pinned_and_every_name_resolves() -> None:
 def test_importing_the_room_does_not_import_inspect() -> None:
     """``tripwire --help`` mounts ``tripwire eval`` and must not pay for (or need) Inspect."""
     src = str(Path(tripwire.__file__).parents[1])
-    code = (
-        "import sys, tripwire.behavior, tripwire.cli.eval; print('inspect_ai' in sys.modules)"
-    )
+    code = "import sys, tripwire.behavior, tripwire.cli.eval; print('inspect_ai' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -84,7 +84,7 @@ def test_load_errors(tmp_path: Any) -> None:
 
 
 def test_fit_rejects_one_class_and_bad_ensemble() -> None:
-    with pytest.raises(ValueError, match="two classes"):
+    with pytest.raises(ValueError, match="needs both classes in y, got 1 class"):
         DiffMeans().fit(np.zeros((4, 2)), np.zeros(4))
     with pytest.raises(UsageError, match="equal layers"):
         LayerEnsemble(n_layers=3).fit(np.zeros((4, 4)), np.array([0, 1, 0, 1]))
