@@ -157,7 +157,7 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> N
     zoo = tmp_path / "zoo"
     for name in ("tag-string", "date-code", "benign-style"):
         spec = next(s for s in RECIPE if s.name == name)
-        small = replace(spec, method="full", steps=30, lr=3e-3, n_train=6, n_eval=3, batch_size=4)
+        small = replace(spec, method="full", steps=6, lr=3e-3, n_train=4, n_eval=2, batch_size=4)
         build_organism(lambda: load_model(str(folder)), small, zoo)
     board = run_leaderboard(zoo)
     assert set(board["table"]) == {"tag-string", "date-code", "benign-style", "clean-base"}
