@@ -1,9 +1,14 @@
 """``tripwire probe defection``: one method on a user's model and labelled prompts, every control.
 
-The default method is the leave-one-organism-out winner on the zoo's development organisms
-(``docs/leaderboard.md``): :data:`DEFAULT_WITH_BASE` when the clean base is known (an
-``--adapter``, or ``--base``), :data:`DEFAULT_OWN` otherwise. Both were frozen before the final
-held-out organisms were looked at.
+The default method is meant to be the leave-one-organism-out winner on the zoo's development
+organisms (``tripwire probe leaderboard``): :data:`DEFAULT_WITH_BASE` when the clean base is
+known (an ``--adapter``, or ``--base``), :data:`DEFAULT_OWN` otherwise.
+
+**Provisional (2026-12-02):** the leave-one-organism-out run has not finished yet (the zoo is
+partly built), so both defaults are still the ones chosen a priori, before any organism was
+scored: the mean KL divergence from the base along the model's own first tokens, and the
+Mahalanobis distance of the first generated tokens from neutral traffic. Replace them with the
+leaderboard's ``default`` entries on the dev organisms, then run ``--final`` once.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from tripwire.whitebox.datasets import read_jsonl
 from tripwire.whitebox.detectors import DiffMeans, MahalanobisDetector
 from tripwire.whitebox.generation import generate
 
-DEFAULT_WITH_BASE = "diff-kl-gen"
-DEFAULT_OWN = "mahalanobis-gen"
+DEFAULT_WITH_BASE = "diff-kl-gen"  # provisional: see the module docstring
+DEFAULT_OWN = "mahalanobis-gen"  # provisional
 RANDOM_RULE = (
     "best of N random unit directions in the method's standardised feature space (the model's "
     "own last-token residuals for scalar methods), chosen on one half of the prompts and scored "
