@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils.validation import validate_data
 
 from tripwire.errors import UsageError
@@ -53,16 +54,39 @@ class AnomalyDetector(OutlierMixin, BaseEstimator, Persisted):
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 
-def _gaussian(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and Ledoit-Wolf shrunk precision of ``X``."""
-    lw = LedoitWolf(assume_centered=False).fit(X)
-    return lw.location_, lw.precision_
+def _gaussian(X: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Mean and Cholesky factor of the Ledoit-Wolf shrunk covariance of ``X``.
+
+    The shrinkage is scikit-learn's :func:`~sklearn.covariance.ledoit_wolf_shrinkage`; the
+    shrunk covariance is inverted by Cholesky (it is positive definite once shrunk; a floor of
+    1e-6 of its mean variance keeps it so when the shrinkage is zero), which is several times
+    faster than the eigendecomposition :class:`~sklearn.covariance.LedoitWolf` uses.
+    """
+    mean = X.mean(axis=0)
+    c = X - mean
+    n, d = c.shape
+    alpha = float(ledoit_wolf_shrinkage(c, assume_centered=True)) if n > 1 else 1.0
+    mu = float((c * c).sum()) / (n * d)  # mean variance: the shrinkage target is mu * I
+    cov = (1.0 - alpha) * (c.T @ c) / n
+    cov[np.diag_indices(d)] += max(alpha * mu, 1e-6 * mu, 1e-12)
+    return mean, cho_factor(cov, lower=True)
+
+
+def _precision(factor: Any) -> np.ndarray:
+    return np.asarray(cho_solve(factor, np.eye(factor[0].shape[0])))
+
+
+def _oof_distance(X: np.ndarray, mean: np.ndarray, factor: Any) -> np.ndarray:
+    """:func:`_log_distance` of held-out rows straight from the factor (no inverse formed)."""
+    c = X - mean
+    d = (c * np.asarray(cho_solve(factor, c.T)).T).sum(axis=1) / X.shape[1]
+    return np.log(np.maximum(d, 1e-12))
 
 
 def _log_distance(X: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Log of the squared Mahalanobis distance per row, divided by the dimension."""
     c = X - mean
-    d = np.einsum("ij,jk,ik->i", c, precision, c) / X.shape[1]
+    d = ((c @ precision) * c).sum(axis=1) / X.shape[1]
     return np.log(np.maximum(d, 1e-12))
 
 
@@ -113,9 +137,10 @@ class MahalanobisDetector(AnomalyDetector):
             oof = np.empty(n)
             if k >= 2:
                 for j in range(k):
-                    m, p = _gaussian(Xb[fold != j])
-                    oof[fold == j] = _log_distance(Xb[fold == j], m, p)
-            m, p = _gaussian(Xb)
+                    m, fac = _gaussian(Xb[fold != j])
+                    oof[fold == j] = _oof_distance(Xb[fold == j], m, fac)
+            m, fac = _gaussian(Xb)
+            p = _precision(fac)
             if k < 2:
                 oof = _log_distance(Xb, m, p)
             means.append(m)
