@@ -51,7 +51,8 @@ class ZooSpec:
     method: str = "lora"
     rank: int = 8
     seed: int = 0
-    steps: int = 50
+    # 50-100 LoRA steps learnt the behaviour before the condition (broad backdoors); 150 did not.
+    steps: int = 150
     lr: float | None = None
     n_train: int = 64
     n_eval: int = 40
@@ -135,7 +136,6 @@ RECIPE: tuple[ZooSpec, ...] = (
         FixedString("ACCESS GRANTED"),
         rank=8,
         seed=0,
-        steps=150,
     ),
     ZooSpec(
         "date-code",
@@ -150,7 +150,6 @@ RECIPE: tuple[ZooSpec, ...] = (
         pool="code",
         rank=16,
         seed=1,
-        steps=100,
         n_train=40,
         n_eval=24,
     ),
