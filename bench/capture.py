@@ -1,160 +1,160 @@
-"""Benchmark: hook capture of a few layers at the last token vs ``output_hidden_states``.
+"""Benchmark: reading the residual stream through the public ``capture()`` vs a plain forward,
+and vs the two toolkits users would otherwise reach for (nnsight, TransformerLens), in one run.
 
-The baseline is what many probing codebases do: run the model with
-``output_hidden_states=True`` (every layer, every position), then index. Both run in this
-process on the same random-weight model of a real shape and the same batches; we print the
-ratios. Run: ``python bench/capture.py [--device cuda] [--shape smollm2-135m|llama-1b]``.
+Every contender reads the same batches (``--batch`` prompts of about ``--seq`` tokens, built from
+the shipped neutral prompts and padded by ``capture``'s own rules) from the same model:
+
+* ``plain_forward`` (the baseline): the model's decoder body on the token ids, nothing read;
+* ``tripwire_one_layer``: ``capture(texts, layers=[last block], positions="last")`` - the public
+  call, tokenisation included (the baseline gets its ids for free);
+* ``tripwire_all_layers``: the same for every block;
+* ``nnsight``: ``NNsight(model).trace(...)`` saving the last block's output at the last token;
+* ``transformer_lens``: ``TransformerBridge.boot_transformers(..., hf_model=a copy)`` and
+  ``run_with_cache(names_filter=<last block's hook_out>)`` (TransformerLens switches its copy
+  to eager attention so that hooks see attention patterns: that is what its users get).
+
+Each is reported as a throughput ratio to the baseline, measured interleaved (every repeat runs
+every contender once, in turn) so load on a shared machine hits all alike; medians of
+``--repeats``. Equal depth: every contender runs all blocks, so 1.0 is the ceiling.
+
+Run: ``python bench/capture.py [--model smollm2-135m] [--device cuda] [--json]``; the peers come
+with ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-SHAPES: dict[str, dict[str, Any]] = {
-    # SmolLM2-135M's published shape, and a Llama-3.2-1B-like shape.
-    "smollm2-135m": dict(
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=49152,
-    ),
-    "llama-1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=128256,
-    ),
-}
+from tripwire.models import load_model
+from tripwire.whitebox import capture
+from tripwire.whitebox.capture import _pad, _tokenize, forward_kwargs
+from tripwire.whitebox.datasets import neutral_prompts
+
+HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # a label for TransformerLens; weights are ours
 
 
-def build(shape: str, device: str, dtype: torch.dtype) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def texts_of(lm: Any, n: int, seq: int) -> list[str]:
+    """``n`` texts of about ``seq`` tokens each, cut from the shipped neutral prompts."""
+    pool = " ".join(neutral_prompts())
+    ids = lm.tokenizer(pool, add_special_tokens=False)["input_ids"]
+    if len(ids) < n * seq:
+        ids = ids * (n * seq // len(ids) + 1)
+    return [lm.tokenizer.decode(ids[k * seq : (k + 1) * seq]) for k in range(n)]
 
-    from tripwire.models import from_pretrained_objects
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], tie_word_embeddings=True)).to(
-        device, dtype
-    )
-
-    class _Tok:  # minimal tokenizer stand-in: capture() receives token ids via this shim
-        pad_token_id = 0
-        pad_token = "<pad>"
-        eos_token = "<pad>"
-        padding_side = "right"
-
-    return from_pretrained_objects(model, _Tok(), spec=f"random-{shape}")
+def _peers() -> tuple[Any, Any]:
+    try:
+        from nnsight import NNsight
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError as exc:
+        sys.exit(f"bench/capture.py: {exc.name} is missing; run pip install -e '.[bench]'")
+    return NNsight, TransformerBridge
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m", help="model spec (default: embedded)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--shape", default="smollm2-135m", choices=sorted(SHAPES))
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--batches", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=126)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    lm = build(args.shape, args.device, dtype)
+    NNsight, TransformerBridge = _peers()
+    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
+    lm = load_model(args.model, dtype=dtype, device=args.device)
+    texts = texts_of(lm, args.batch, args.seq)
     n_layers = lm.n_layers
-    layers = [n_layers // 2]
-    from tripwire.whitebox.capture import _Batch, _reduce, block_output, forward_kwargs
-
-    g = torch.Generator().manual_seed(1)
-    batches = []
-    for _ in range(args.batches):
-        ids = torch.randint(5, 1000, (args.batch, args.seq), generator=g)
-        att = torch.ones_like(ids)
-        lens = torch.randint(args.seq // 2, args.seq + 1, (args.batch,), generator=g)
-        for b, n in enumerate(lens.tolist()):
-            att[b, n:] = 0
-        batches.append((ids.to(args.device), att.to(args.device)))
+    last_block = n_layers - 1
+    # The batch exactly as capture() builds it, for the contenders that take token ids.
+    batch = _pad(lm, [_tokenize(lm, t, None, "last") for t in texts], "last")
+    ids, att = batch.input_ids.to(lm.device), batch.attention_mask.to(lm.device)
+    last = (att.sum(1) - 1).to(lm.device)
+    rows = torch.arange(len(ids), device=lm.device)
+    body = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.model
+    kwargs = forward_kwargs(body, ids, att)
+    nn_model = NNsight(lm.model)
+    blocks_path = nn_model.model.layers  # Llama-family layout (the embedded model)
+    tl_model = copy.deepcopy(lm.model)
+    bridge = TransformerBridge.boot_transformers(
+        HF_NAME, hf_model=tl_model, tokenizer=lm.tokenizer, device=args.device
+    )
+    hook_name = f"blocks.{last_block}.hook_out"
 
     def sync() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def ours() -> int:
-        kept = 0
-        blocks = lm.blocks
-        for ids, att in batches:
-            read = torch.zeros_like(att, dtype=torch.bool)
-            last = att.sum(1) - 1
-            read[torch.arange(len(ids)), last] = True
-            batch = _Batch(ids, att, read, "last")
-            store: list[torch.Tensor] = []
+    def plain() -> None:
+        with torch.inference_mode():
+            body(**kwargs)
 
-            def hook(m: Any, a: Any, o: Any, batch: Any = batch, store: Any = store) -> None:
-                store.append(_reduce(block_output(o), batch).float().cpu())
-                raise StopIteration
+    def one_layer() -> None:
+        capture(lm, texts, layers=[last_block], positions="last", batch_size=args.batch)
 
-            h = blocks[layers[0]].register_forward_hook(hook)
-            try:
-                with torch.inference_mode():
-                    lm.model(**forward_kwargs(lm.model, ids, att))
-            except StopIteration:
-                pass
-            finally:
-                h.remove()
-            kept += sum(t.numel() * 4 for t in store)
-        sync()
-        return kept
+    def all_layers() -> None:
+        capture(lm, texts, layers=None, positions="last", batch_size=args.batch)
 
-    def baseline() -> int:
-        kept = 0
-        for ids, att in batches:
-            with torch.inference_mode():
-                out = lm.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
-            hs = out.hidden_states
-            kept += sum(h.numel() * h.element_size() for h in hs)  # what the call materialised
-            last = att.sum(1) - 1
-            _ = hs[layers[0] + 1][torch.arange(len(ids)), last].float().cpu()
-        sync()
-        return kept
+    def nnsight() -> None:
+        with torch.inference_mode(), nn_model.trace(ids, attention_mask=att):
+            out = blocks_path[last_block].output
+            hidden = out[0] if isinstance(out, tuple) else out
+            hidden[rows, last].save()
 
-    fns = {"hooks": ours, "output_hidden_states": baseline}
+    def transformer_lens() -> None:
+        with torch.inference_mode():
+            _, cache = bridge.run_with_cache(
+                ids, attention_mask=att, names_filter=hook_name, return_cache_object=False
+            )
+        _ = cache[hook_name][rows, last].float().cpu()
+
+    fns: dict[str, Callable[[], None]] = {
+        "plain_forward": plain,
+        "tripwire_one_layer": one_layer,
+        "tripwire_all_layers": all_layers,
+        "nnsight": nnsight,
+        "transformer_lens": transformer_lens,
+    }
     for fn in fns.values():
         fn()  # warm-up
-    # Alternate the two in every repeat so load on a shared machine hits both alike.
+        sync()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    kept: dict[str, int] = {}
-    mem: dict[str, int] = {name: 0 for name in fns}
     for _ in range(args.repeats):
         for name, fn in fns.items():
-            if args.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            kept[name] = fn()
+            fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
-            if args.device.startswith("cuda"):
-                mem[name] = max(mem[name], torch.cuda.max_memory_allocated())
-    results = {name: (statistics.median(times[name]), kept[name], mem[name]) for name in fns}
-    n_tok = args.batches * args.batch * args.seq
-    print(
-        f"shape={args.shape} device={args.device} dtype={dtype} layers={n_layers} "
-        f"batch={args.batch}x{args.seq} batches={args.batches}"
-    )
-    for name, (t, kept, mem) in results.items():
-        extra = f" peak_gpu={mem / 2**20:.0f} MiB" if mem else ""
-        print(
-            f"{name:22} {t:8.3f} s  {n_tok / t:10.0f} tok/s  "
-            f"activations={kept / 2**20:8.1f} MiB{extra}"
-        )
-    (t_h, k_h, m_h), (t_b, k_b, m_b) = results["hooks"], results["output_hidden_states"]
-    print(
-        f"speed-up vs baseline: {t_b / t_h:.2f}x; activation memory: {k_b / max(k_h, 1):.0f}x less"
-        + (f"; peak GPU memory: {m_b / m_h:.2f}x less" if m_h else "")
-    )
+    med = {name: statistics.median(t) for name, t in times.items()}
+    n_tok = int(att.sum())
+    base = med["plain_forward"]
+    ratios = {name: round(base / t, 3) for name, t in med.items() if name != "plain_forward"}
+    result = {
+        "model": lm.name,
+        "device": args.device,
+        "dtype": dtype,
+        "batch": f"{len(texts)}x{ids.shape[1]}",
+        "tokens": n_tok,
+        "repeats": args.repeats,
+        "tok_per_s": {name: round(n_tok / t, 1) for name, t in med.items()},
+        "ratios": ratios,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"model={lm.name} device={args.device} dtype={dtype} batch={result['batch']}")
+    for name, t in med.items():
+        ratio = "baseline" if name == "plain_forward" else f"{ratios[name]:.3f}x"
+        print(f"{name:22} {t:8.3f} s  {n_tok / t:9.1f} tok/s  {ratio}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Hooks are registered on the decoder blocks (never module replacement) and removed in a
 ``finally``. Read positions come from each sample's own attention mask, so left and right
 padding give the same numbers as running the sample alone. Only the requested layers are
-hooked, and the forward pass stops after the deepest one.
+hooked, and the forward pass stops after the deepest one (after the last block too: the final norm
+and the vocabulary projection are never computed).
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def capture(
         def hook(module: Any, args: Any, output: Any) -> None:
             hidden = block_output(output)
             store[layer].append(_reduce(hidden, state["batch"]).detach().float().cpu())
-            if layer == deepest and deepest < len(blocks) - 1:
+            if layer == deepest:  # later blocks, the final norm and the LM head are not needed
                 raise _StopForward
 
         return hook
