@@ -192,6 +192,8 @@ LAYERS = [
     {"judge"},
     {"family"},
     {"scorers"},
+    {"cgroup"},
+    {"jail"},
     {"tools", "sandbox"},
     {"tasks"},
     {"scenarios"},

@@ -1,15 +1,22 @@
 """The ``tripwire-bwrap`` Inspect sandbox: one bubblewrap jail per sample.
 
-Each sample gets a fresh folder, mounted at ``/work`` inside the jail and writable there, and a
-second private folder for ``/tmp``. The system's ``/usr`` (and the few ``/etc`` files the dynamic
-loader needs) are mounted read-only; nothing else of the host exists inside. The jail has its
-own network namespace (loopback only), PID, IPC, UTS and user namespaces, a cleared environment,
-and rlimits on CPU time, address space, processes and file size. When tripwire runs as root,
-commands run as an unprivileged per-sample uid so that the process limit applies (the kernel
-exempts root from it).
+Each sample gets a jail (:mod:`tripwire.behavior.jail`) whose writable places are size-limited
+tmpfs mounts: ``/work`` (the working folder), ``/tmp`` and ``/dev/shm``; they keep their files
+from one command to the next and vanish with the jail. The system's ``/usr`` (and the few
+``/etc`` files the dynamic loader needs) are mounted read-only; nothing else of the host exists
+inside, no host folder is mounted (so ``/proc/self/mountinfo`` names none), and PID 1 is the
+jail's own init. The jail has its own user, network (loopback only), PID, IPC, UTS and cgroup
+namespaces, no further user namespaces, a cleared environment, rlimits on CPU time, address
+space, processes and file size, and a memory budget for the whole sample (a cgroup where one can
+be made, else processes x address space). When tripwire runs as root, commands run as a
+per-sample uid that no account or process uses, locked for the jail's life.
+
+Each command's stdout and stderr are read as they come; past ``max_output_kb`` the command is
+stopped and :class:`~inspect_ai.util.OutputLimitExceededError` carries the part kept. When a
+command ends, what it left running in its process group is killed with it.
 
 File reads and writes go through the jail too (``base64`` inside it), so a symlink the agent
-plants cannot make the host read or write outside the folder.
+plants cannot make the host read or write outside the jail.
 
 :func:`resolve_sandbox` picks bubblewrap, else Inspect's Docker sandbox, else raises
 :class:`SandboxUnavailable`; it never falls back to running on the host.
@@ -20,27 +27,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import secrets
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, overload
 
 from inspect_ai.util import (
     ExecResult,
+    OutputLimitExceededError,
     SandboxEnvironment,
     SandboxEnvironmentConfigType,
+    SandboxEnvironmentLimits,
     SandboxUserUnsupportedError,
     sandboxenv,
 )
 from pydantic import BaseModel
 
+from tripwire.behavior.cgroup import remove_cgroup
+from tripwire.behavior.jail import MB, BwrapConfig, Holder, allocate_uid, sample_cgroup
 from tripwire.errors import TripwireError
 
 SANDBOX_NAME = "tripwire-bwrap"
 WORKDIR = "/work"
 _PATH = "/usr/local/bin:/usr/bin:/bin"
+_CHUNK = 64 * 1024
 
 
 class SandboxUnavailable(TripwireError):
@@ -49,24 +59,20 @@ class SandboxUnavailable(TripwireError):
     exit_code = 2
 
 
-class BwrapConfig(BaseModel, frozen=True):
-    """Limits of one jail (all per sample)."""
-
-    cpu_seconds: int = 120
-    """RLIMIT_CPU: CPU seconds for each command."""
-    memory_mb: int = 1024
-    """RLIMIT_AS: address space of each process, MiB."""
-    max_processes: int = 64
-    """RLIMIT_NPROC: processes of the jail's uid."""
-    max_file_mb: int = 64
-    """RLIMIT_FSIZE: largest file a command may write, MiB."""
-    timeout: int = 60
-    """Wall-clock limit of a command when the caller gives none, seconds."""
-
-
 def bwrap_path() -> str | None:
     """The ``bwrap`` executable, or None."""
     return shutil.which("bwrap")
+
+
+def _bwrap() -> str:
+    path = bwrap_path()
+    if path is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    return path
+
+
+def _size(n: int) -> str:
+    return f"{n // MB} MiB" if n % MB == 0 else f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
 def docker_available() -> bool:
@@ -93,8 +99,10 @@ services:
     tmpfs: ["/tmp:size=64m", "/work:size=256m,mode=1777"]
     user: "65534:65534"
     cpus: 1.0
-    mem_limit: 1g
-    pids_limit: 64
+    mem_limit: 2g
+    memswap_limit: 2g
+    shm_size: 16m
+    pids_limit: 32
 """
 
 
@@ -131,81 +139,6 @@ def resolve_sandbox(prefer: str | None = None) -> tuple[str, str | None]:
     )
 
 
-def _jail_argv(work: Path, cfg: BwrapConfig, uid: int | None, env: dict[str, str]) -> list[str]:
-    bwrap = bwrap_path()
-    if bwrap is None:
-        raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
-    mb = 1024 * 1024
-    # RLIMIT_NPROC counts every process of the real uid: a per-sample uid (as root) has none yet;
-    # an ordinary user already runs some, which the jail's budget must come on top of.
-    nproc = cfg.max_processes if uid is not None else cfg.max_processes + _processes_of(os.getuid())
-    argv = [
-        "prlimit",
-        f"--cpu={cfg.cpu_seconds}",
-        f"--as={cfg.memory_mb * mb}",
-        f"--nproc={nproc}",
-        f"--fsize={cfg.max_file_mb * mb}",
-        "--core=0",
-        "--",
-    ]
-    if uid is not None:
-        argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    argv += [bwrap, "--ro-bind", "/usr", "/usr"]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        if Path("/", link).is_symlink():
-            argv += ["--symlink", f"usr/{link}", f"/{link}"]
-        elif Path("/", link).is_dir():
-            argv += ["--ro-bind", f"/{link}", f"/{link}"]
-    for etc in ("ld.so.cache", "alternatives", "localtime"):
-        argv += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
-    argv += [
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--bind",
-        str(work.parent / "tmp"),
-        "/tmp",
-        "--bind",
-        str(work),
-        WORKDIR,
-        "--remount-ro",
-        "/",
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-        "--setenv",
-        "PATH",
-        _PATH,
-        "--setenv",
-        "HOME",
-        WORKDIR,
-        "--setenv",
-        "LANG",
-        "C.UTF-8",
-    ]
-    for key, value in env.items():
-        argv += ["--setenv", key, value]
-    return argv
-
-
-def _processes_of(uid: int) -> int:
-    """How many processes (threads included, as the kernel counts them) ``uid`` runs now."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if entry.stat().st_uid == uid:
-                count += len(list((entry / "task").iterdir()))
-        except OSError:
-            continue
-    return count
-
-
 def _inside(path: str, cwd: str | None) -> str:
     """A path as the jail sees it (relative paths are relative to /work)."""
     base = PurePosixPath(WORKDIR if cwd is None else _inside(cwd, None))
@@ -213,15 +146,28 @@ def _inside(path: str, cwd: str | None) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
+async def _drain(stream: asyncio.StreamReader | None, keep: bytearray, cap: int) -> bool:
+    """Read ``stream`` to its end, keeping at most ``cap`` bytes; True when more came."""
+    over = False
+    while stream is not None and (chunk := await stream.read(_CHUNK)):
+        room = cap - len(keep)
+        if len(chunk) > room:
+            keep += chunk[: max(room, 0)]
+            over = True
+            return over
+        keep += chunk
+    return over
+
+
 @sandboxenv(name=SANDBOX_NAME)
 class BwrapSandboxEnvironment(SandboxEnvironment):
-    """A bubblewrap jail with a fresh per-sample folder (see the module docstring)."""
+    """A bubblewrap jail per sample (see the module docstring)."""
 
-    def __init__(self, root: Path, work: Path, uid: int | None, config: BwrapConfig) -> None:
+    def __init__(self, holder: Holder, uid_lock: int | None, config: BwrapConfig) -> None:
         super().__init__()
-        self.root = root
-        self.work = work
-        self.uid = uid
+        self.holder = holder
+        self.uid = holder.uid
+        self.uid_lock = uid_lock
         self.config = config
 
     @classmethod
@@ -234,10 +180,7 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
 
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
-        if bwrap_path() is None:
-            raise SandboxUnavailable(
-                "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-            )
+        _bwrap()
 
     @classmethod
     async def sample_init(
@@ -252,18 +195,20 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
     def create(cls, config: SandboxEnvironmentConfigType | None = None) -> BwrapSandboxEnvironment:
         """A fresh jail outside an evaluation (tests, scripts)."""
         cfg = config if isinstance(config, BwrapConfig) else BwrapConfig()
-        root = Path(tempfile.mkdtemp(prefix="tripwire-sbx-"))
-        os.chmod(root, 0o711)
-        work, tmp = root / "work", root / "tmp"
+        bwrap = _bwrap()
         uid: int | None = None
-        if os.geteuid() == 0:
-            uid = 200_000 + secrets.randbelow(60_000)
-        for folder in (work, tmp):
-            folder.mkdir()
-            if uid is not None:
-                os.chown(folder, uid, uid)
-            os.chmod(folder, 0o700)
-        return cls(root, work, uid, cfg)
+        lock: int | None = None
+        cgroup = sample_cgroup(cfg)
+        try:
+            if os.geteuid() == 0:
+                uid, lock = allocate_uid()
+            holder = Holder(bwrap, cfg, uid, cgroup)
+        except OSError as exc:
+            if lock is not None:
+                os.close(lock)
+            remove_cgroup(cgroup)
+            raise SandboxUnavailable(f"cannot start the tripwire-bwrap jail: {exc}") from None
+        return cls(holder, lock, cfg)
 
     @classmethod
     async def sample_cleanup(
@@ -278,12 +223,12 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
                 env.cleanup()
 
     def cleanup(self) -> None:
-        """Kill what is left of the jail's processes and delete its folder."""
-        if self.uid is not None:
-            subprocess.run(
-                ["pkill", "-KILL", "-U", str(self.uid)], capture_output=True, check=False
-            )
-        shutil.rmtree(self.root, ignore_errors=True)
+        """End the jail: its PID namespace dies with its init, its tmpfs files with it."""
+        self.holder.close()
+        remove_cgroup(self.holder.cgroup)
+        if self.uid_lock is not None:
+            os.close(self.uid_lock)
+            self.uid_lock = None
 
     async def exec(
         self,
@@ -302,9 +247,42 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
             raise SandboxUserUnsupportedError(
                 "the tripwire-bwrap jail runs every command as its one unprivileged user"
             )
-        argv = _jail_argv(self.work, self.config, self.uid, env or {})
-        argv += ["--chdir", _inside(cwd or WORKDIR, None), "--", *cmd]
+        cap = min(self.config.max_output_kb * 1024, SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE)
         limit = timeout if timeout is not None else self.config.timeout
+        code, out, err, over = await self._run(cmd, input, cwd, env or {}, limit, cap)
+        if over:
+            text = out.decode("utf-8", errors="replace") + err.decode("utf-8", errors="replace")
+            size = _size(cap)
+            raise OutputLimitExceededError(
+                size, text + f"\n[tripwire: output truncated at {size}; the command was stopped]"
+            )
+        return ExecResult(
+            success=code == 0,
+            returncode=code,
+            stdout=out.decode("utf-8", errors="replace"),
+            stderr=err.decode("utf-8", errors="replace"),
+        )
+
+    async def _run(
+        self,
+        cmd: list[str],
+        input: str | bytes | None,
+        cwd: str | None,
+        env: dict[str, str],
+        limit: int,
+        cap: int,
+    ) -> tuple[int, bytes, bytes, bool]:
+        """Run ``cmd`` in the jail keeping at most ``cap`` bytes of each output stream.
+
+        A stream passing ``cap`` stops the command (its whole process group) at once, so the
+        host never holds more than ``2 * cap`` bytes of output.
+        """
+        if not self.holder.alive():
+            raise SandboxUnavailable("the tripwire-bwrap jail has ended (its init was killed)")
+        if "=" in cmd[0]:
+            cmd = ["/bin/sh", "-c", 'exec "$@"', "sh", *cmd]
+        full = {"PATH": _PATH, "HOME": WORKDIR, "LANG": "C.UTF-8", **env}
+        argv = self.holder.enter_argv(_inside(cwd or WORKDIR, None), full) + cmd
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
@@ -312,22 +290,43 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        data = input.encode() if isinstance(input, str) else input
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(data), timeout=limit)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            if self.uid is not None:
-                subprocess.run(["pkill", "-KILL", "-U", str(self.uid)], check=False)
-            raise TimeoutError(f"command timed out after {limit}s: {cmd[:3]}") from None
+        out, err = bytearray(), bytearray()
+        readers = [
+            asyncio.ensure_future(_drain(proc.stdout, out, cap)),
+            asyncio.ensure_future(_drain(proc.stderr, err, cap)),
+        ]
+        feeder = asyncio.ensure_future(_feed(proc.stdin, input))
+        waiter = asyncio.ensure_future(_exited(proc))
+        over, timed_out = False, False
+        pending: set[asyncio.Future[Any]] = {waiter, *readers}
+        deadline = asyncio.get_running_loop().time() + limit
+        while waiter in pending and not over:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                timed_out = True
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            over = any(r in done and r.result() for r in readers)
+        if proc.returncode is None:
+            proc.kill()  # nsenter, not yet reaped: its pid is still ours
+        self.holder.kill_group(proc.pid)  # the command and what it left running in its group
+        await _exited(proc)
+        # output still in the pipes, unless a process that left the group holds them open
+        done, pending = await asyncio.wait(readers, timeout=1)
+        over = over or any(r in done and r.result() for r in readers)
+        for task in (*pending, feeder, waiter):
+            task.cancel()
+        if pending:  # let go of the pipes that process holds (it dies with the jail)
+            transport = getattr(proc, "_transport", None)
+            if transport is not None:
+                transport.close()
+        if timed_out:
+            raise TimeoutError(f"command timed out after {limit}s: {cmd[:3]}")
         code = proc.returncode if proc.returncode is not None else -1
-        return ExecResult(
-            success=code == 0,
-            returncode=code,
-            stdout=out.decode("utf-8", errors="replace"),
-            stderr=err.decode("utf-8", errors="replace"),
-        )
+        # nsenter re-raises the signal that ended the command; report it as a shell does
+        return (128 - code if code < 0 else code), bytes(out), bytes(err), over
 
     async def write_file(self, file: str, contents: str | bytes) -> None:
         path = _inside(file, None)
@@ -348,14 +347,42 @@ class BwrapSandboxEnvironment(SandboxEnvironment):
 
     async def read_file(self, file: str, text: bool = True) -> str | bytes:
         path = _inside(file, None)
-        res = await self.exec(["sh", "-c", 'test -f "$1" && base64 -w0 "$1"', "sh", path])
-        if not res.success:
+        most = min(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE, self.config.max_file_mb * MB)
+        script = (
+            'test -f "$1" || exit 3; [ "$(stat -c %s "$1")" -le "$2" ] || exit 4; base64 -w0 "$1"'
+        )
+        cmd = ["sh", "-c", script, "sh", path, str(most)]
+        code, out, _, _ = await self._run(cmd, None, None, {}, self.config.timeout, most * 2)
+        if code == 4:
+            raise OutputLimitExceededError(_size(most), None)
+        if code != 0:
             probe = await self.exec(["sh", "-c", 'test -d "$1"', "sh", path])
             if probe.success:
                 raise IsADirectoryError(f"{file} is a directory")
             raise FileNotFoundError(f"{file} does not exist in the sandbox (or is unreadable)")
-        data = base64.b64decode(res.stdout)
+        data = base64.b64decode(out)
         return data.decode("utf-8") if text else data
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> int:
+    """The exit status, as soon as the process ends (``wait()`` also waits for its pipes)."""
+    delay = 0.001
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return proc.returncode
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, data: str | bytes | None) -> None:
+    if stdin is None:
+        return
+    try:
+        if data:
+            stdin.write(data.encode() if isinstance(data, str) else data)
+            await stdin.drain()
+        stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 __all__ = [
