@@ -45,6 +45,7 @@ test: sysdeps lint typecheck imports
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: install
+	$(PIP) install -q -e '.[bench]'
 	$(PY) bench/capture.py
 	$(PY) bench/honeypots.py
 	$(PY) bench/serve.py
