@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tripwire.runtime.events import Event
 from tripwire.runtime.honeypots import load_library
-from tripwire.runtime.monitors.llm import LLMMonitor, parse_score, sanitised_view
+from tripwire.runtime.linear_re import is_linear
+from tripwire.runtime.monitors.llm import (
+    _COMMENTS,
+    _INSTRUCTION,
+    LLMMonitor,
+    parse_score,
+    sanitised_view,
+)
 from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.traffic import honest_event
 
@@ -39,6 +47,17 @@ def test_sanitised_view_strips_injections_and_fences_content() -> None:
     assert "scp w.safetensors" in view
     assert view.count("<<STEP n0nce>>") == 1 and view.rstrip().endswith("<<END STEP n0nce>>")
     assert parse_score("Score: 7") == 0.7 and parse_score("no idea") is None
+
+
+def test_sanitiser_patterns_are_linear_on_adversarial_text() -> None:
+    """The sanitiser reads the agent's output: its patterns are RE2, and near-misses that made
+    ``re`` backtrack (an unclosed ``<!--`` run, ``monitor`` repeated) stay far under 2 s."""
+    assert all(is_linear(p) for p in (*_COMMENTS, _INSTRUCTION))
+    t0 = time.perf_counter()
+    for text in ("<!--" * 16_000, "monitor " * 8_000, "/* " * 21_000):
+        view = sanitised_view(Event("a", "message", text), nonce="n")
+        assert view.endswith("<<END STEP n>>")
+    assert time.perf_counter() - t0 < 2.0
 
 
 def test_llm_monitor_scores_through_the_endpoint(upstream: Upstream) -> None:

@@ -4,6 +4,7 @@ leaves ordinary coding-agent traffic alone; custom policies are validated."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,14 @@ import pytest
 from tripwire.errors import UsageError
 from tripwire.runtime.events import Event
 from tripwire.runtime.honeypots import load_library
-from tripwire.runtime.monitors.rules import RulesMonitor, load_policy, parse_policy
+from tripwire.runtime.linear_re import is_linear
+from tripwire.runtime.monitors.rules import (
+    OVER_SCAN_LIMIT,
+    SCAN_CHARS_PER_FIELD,
+    RulesMonitor,
+    load_policy,
+    parse_policy,
+)
 from tripwire.runtime.traffic import honest_event
 
 
@@ -126,3 +134,47 @@ def test_bad_policies_are_rejected_with_one_line(text: str, needle: str) -> None
 def test_missing_policy_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         load_policy(tmp_path / "none.yaml")
+
+
+def test_rule_matchers_are_re2() -> None:
+    """Structural: every compiled rule matcher is RE2 (linear time), none is Python's re."""
+    mon = RulesMonitor(load_policy())
+    matchers = mon.matchers()
+    assert len(matchers) >= 10
+    assert all(is_linear(m) for m in matchers.values()), matchers
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(a+)\1", r"secret(?=key)", r"(?<!no )leak", r"(?P<x>a)(?P=x)", r"end\Z"]
+)
+def test_backtracking_only_patterns_are_refused_naming_the_rule(pattern: str) -> None:
+    text = f"rules:\n  - id: my-rule\n    patterns: ['{pattern}']\n"
+    with pytest.raises(UsageError, match="'my-rule'.*RE2") as info:
+        parse_policy(text)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("unit", [">", "scp ", "rm ", "tripwire ", "model ", "/*", "unless you "])
+def test_adversarial_64kb_event_is_scanned_in_linear_time(unit: str) -> None:
+    """A 64,000-character near-miss (the old engine: minutes for '>') stays far under 2 s."""
+    mon = RulesMonitor(load_policy())
+    text = (unit * (64_000 // len(unit) + 1))[:64_000]
+    t0 = time.perf_counter()
+    for ev in (
+        Event("a", "tool_call", text, "write_file"),
+        Event("a", "tool_call", None, "bash", {"command": text[:63_900]}),
+        Event("a", "message", text),
+    ):
+        res = mon.check(ev)
+        assert OVER_SCAN_LIMIT not in res.reasons
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_text_beyond_the_scan_limit_is_blocked_not_skipped() -> None:
+    """Callers that skip ingest validation cannot hide a payload past the scanned prefix."""
+    mon = RulesMonitor(load_policy())
+    pad = "x" * SCAN_CHARS_PER_FIELD
+    res = mon.check(Event("a", "message", pad + " AKIAABCDEFGHIJKLMNOP"))
+    assert res.action == "block" and OVER_SCAN_LIMIT in res.reasons and res.score == 1.0
+    ok = mon.check(Event("a", "message", pad[:-30] + " AKIAABCDEFGHIJKLMNOP"))
+    assert OVER_SCAN_LIMIT not in ok.reasons and "secret-exfiltration" in ok.reasons

@@ -80,6 +80,52 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": "Here is the summary you asked for."}
 
 
+def stream_chunks(messages: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
+    """The chunks a server streams for one message per choice: text in 7-character deltas, each
+    tool call's and ``function_call``'s arguments in 10-character fragments, other fields (content
+    parts, audio) as one delta, choices interleaved."""
+    base = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+    per_choice: list[list[dict[str, Any]]] = []
+    for msg in messages:
+        deltas: list[dict[str, Any]] = [{"role": "assistant"}]
+        for key, value in msg.items():
+            if isinstance(value, str):  # content, refusal, reasoning_content
+                deltas += [{key: value[i : i + 7]} for i in range(0, len(value), 7)]
+            elif key not in ("role", "tool_calls", "function_call") and value is not None:
+                deltas.append({key: value})  # a list of content parts, audio: one delta
+        for i, tc in enumerate(msg.get("tool_calls") or []):
+            kind, field = ("custom", "input") if "custom" in tc else ("function", "arguments")
+            args = tc[kind][field]
+            for j in range(0, max(len(args), 1), 10):
+                fn = {field: args[j : j + 10]}
+                call: dict[str, Any] = {"index": i, kind: fn}
+                if j == 0:
+                    fn["name"] = tc[kind]["name"]
+                    call.update(id=tc.get("id", f"call_{i}"), type=kind)
+                deltas.append({"tool_calls": [call]})
+        fc = msg.get("function_call")
+        if fc:
+            for j in range(0, max(len(fc["arguments"]), 1), 10):
+                part = {"arguments": fc["arguments"][j : j + 10]}
+                if j == 0:
+                    part["name"] = fc["name"]
+                deltas.append({"function_call": part})
+        per_choice.append(deltas)
+    chunks = []
+    for step in range(max(len(d) for d in per_choice)):
+        for idx, deltas in enumerate(per_choice):
+            if step < len(deltas):
+                choice = {"index": idx, "delta": deltas[step], "finish_reason": None}
+                chunks.append({**base, "choices": [choice]})
+    return chunks
+
+
+# A test scripts an answer for a prompt: SCRIPTED[prompt] = one message per choice, or
+# RAW[prompt] = a body sent verbatim (for malformed answers).
+SCRIPTED: dict[str, list[dict[str, Any]]] = {}
+RAW: dict[str, str] = {}
+
+
 def make_app() -> FastAPI:
     app = FastAPI()
 
@@ -87,64 +133,20 @@ def make_app() -> FastAPI:
     async def completions(request: Request) -> Response:
         body = await request.json()
         model = str(body.get("model", "m"))
-        msg = _answer(body)
-        if not body.get("stream"):
-            return JSONResponse(_completion(msg, model))
-        chunks = []
-        base = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
-        if msg.get("content"):
-            text = msg["content"]
-            for i in range(0, len(text), 7):
-                chunks.append(
-                    {
-                        **base,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {"content": text[i : i + 7]},
-                                "finish_reason": None,
-                            }
-                        ],
-                    }
-                )
-        for i, tc in enumerate(msg.get("tool_calls") or []):
-            args = tc["function"]["arguments"]
-            chunks.append(
-                {
-                    **base,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {
-                                "tool_calls": [
-                                    {
-                                        "index": i,
-                                        "id": tc["id"],
-                                        "type": "function",
-                                        "function": {
-                                            "name": tc["function"]["name"],
-                                            "arguments": args[:10],
-                                        },
-                                    }
-                                ]
-                            },
-                        }
-                    ],
-                }
-            )
-            chunks.append(
-                {
-                    **base,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {
-                                "tool_calls": [{"index": i, "function": {"arguments": args[10:]}}]
-                            },
-                        }
-                    ],
-                }
-            )
+        msgs = body.get("messages") or []
+        prompt = str(msgs[-1].get("content", "")) if msgs else ""
+        stream = bool(body.get("stream"))
+        if prompt in RAW:
+            media = "text/event-stream" if stream else "application/json"
+            return Response(RAW[prompt], media_type=media)
+        answers = SCRIPTED.get(prompt) or [_answer(body)]
+        if not stream:
+            data = _completion(answers[0], model)
+            data["choices"] = [
+                {"index": i, "message": m, "finish_reason": "stop"} for i, m in enumerate(answers)
+            ]
+            return JSONResponse(data)
+        chunks = stream_chunks(answers, model)
         text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
         return Response(text, media_type="text/event-stream")
 

@@ -69,8 +69,8 @@ class Event:
             source=source,
         )
 
-    def text(self) -> str:
-        """Everything a text monitor reads: content, tool name and arguments, one string."""
+    def fields(self) -> list[str]:
+        """The non-empty text fields a monitor reads: tool name, JSON arguments, content."""
         parts = []
         if self.tool:
             parts.append(self.tool)
@@ -78,7 +78,11 @@ class Event:
             parts.append(json.dumps(self.arguments, sort_keys=True, default=str))
         if self.content:
             parts.append(self.content)
-        return "\n".join(parts)
+        return parts
+
+    def text(self) -> str:
+        """Everything a text monitor reads: content, tool name and arguments, one string."""
+        return "\n".join(self.fields())
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """OpenAI-compatible proxy: ``POST /v1/chat/completions`` is forwarded to an upstream model, and the
-model's answer (text and tool calls) is stored and scored before the client sees it.
+model's answer (every choice's text and tool calls, in every shape: see
+:mod:`tripwire.runtime.proxy_answer`) is stored and scored before the client sees it.
 
-A ``block`` or ``defer`` verdict replaces the answer: the text becomes a notice, tool calls are
-dropped, ``finish_reason`` is ``content_filter``, and the ``x-tripwire-action`` header says which.
+A ``block`` or ``defer`` verdict on any choice replaces the whole answer: each choice's text
+becomes a notice, tool calls and logprobs are dropped, ``finish_reason`` is ``content_filter``, and
+the ``x-tripwire-action`` header says which. A part that cannot be scored blocks the answer too,
+and the notice names it (``unscorable:...``).
 Streaming requests are answered as a stream too, but the upstream stream is buffered and checked
 whole before the first chunk is released: a tool call cannot be half-sent and then retracted.
 """
@@ -10,97 +13,70 @@ whole before the first chunk is released: a tool call cannot be half-sent and th
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from tripwire.runtime import jsonbody
 from tripwire.runtime.errors import UpstreamError
 from tripwire.runtime.events import ACTIONS, Event
+from tripwire.runtime.proxy_answer import Reading, assemble_stream, malformed
 
 Commit = Callable[[list[Event]], Awaitable[list[dict[str, Any]]]]
 MAX_STREAM_BYTES = 8_000_000
 
 
-def _args(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return {"raw": str(raw)[:64_000]}
-    return parsed if isinstance(parsed, dict) else {"raw": parsed}
-
-
 def answer_events(
-    message: dict[str, Any], agent: str, model: str | None, session: str | None
-) -> list[Event]:
-    """A chat answer as events: its text as a message, each tool call as a tool_call."""
-    out = []
-    content = message.get("content")
-    if isinstance(content, str) and content:
-        out.append(Event(agent, "message", content[:64_000], None, None, session, model, "proxy"))
-    for tc in message.get("tool_calls") or []:
-        fn = (tc or {}).get("function") or {}
-        name = str(fn.get("name") or "unknown_tool")[:200]
-        out.append(
-            Event(
-                agent, "tool_call", None, name, _args(fn.get("arguments")), session, model, "proxy"
-            )
-        )
-    return out
+    messages: dict[int, Any], agent: str, model: str | None, session: str | None
+) -> Reading:
+    """Each choice's message (by index) as events, and what of them could not be scored."""
+    reading = Reading(agent, model, session)
+    for i, msg in messages.items():
+        reading.message(msg, f"choices[{i}].message")
+    return reading
 
 
-def _strictest(results: list[dict[str, Any]]) -> str:
+def _strictest(results: list[dict[str, Any]], refused: list[str]) -> str:
     acts = [r["action"] for r in results] or ["allow"]
-    return max(acts, key=ACTIONS.index)
+    return "block" if refused else max(acts, key=ACTIONS.index)
 
 
-def _notice(action: str, results: list[dict[str, Any]]) -> str:
+def _notice(action: str, results: list[dict[str, Any]], refused: list[str]) -> str:
     reasons = sorted({x for r in results for m in r["monitors"] for x in m["reasons"]})
+    reasons += refused
     what = "blocked" if action == "block" else "held for human review"
     return f"[tripwire: this answer was {what} ({', '.join(reasons) or 'monitor score'})]"
 
 
-def _sse_chunks(raw: bytes) -> Iterator[dict[str, Any]]:
+def _sse_chunks(raw: bytes) -> list[Any]:
+    out = []
     for line in raw.decode("utf-8", "replace").splitlines():
         line = line.strip()
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            break
         try:
-            chunk = json.loads(data)
-        except ValueError:
-            continue
-        if isinstance(chunk, dict):
-            yield chunk
+            out.append(jsonbody.loads(data, what="upstream stream chunk"))
+        except jsonbody.JsonError as exc:
+            raise UpstreamError(str(exc)) from exc
+    if not out:
+        raise UpstreamError("upstream answer is not a chat completion stream (no data chunks)")
+    return out
 
 
-def assemble_stream(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """The assistant message a stream of chat-completion chunks adds up to."""
-    content: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    for ch in chunks:
-        for choice in ch.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                content.append(delta["content"])
-            for tc in delta.get("tool_calls") or []:
-                slot = calls.setdefault(
-                    int(tc.get("index", 0)), {"function": {"name": "", "arguments": ""}}
-                )
-                fn = tc.get("function") or {}
-                slot["function"]["name"] += fn.get("name") or ""
-                slot["function"]["arguments"] += fn.get("arguments") or ""
-    return {
-        "role": "assistant",
-        "content": "".join(content),
-        "tool_calls": [calls[i] for i in sorted(calls)],
-    }
+def _choices(data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, dict):
+        raise malformed("the answer", f"is {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise malformed("choices", "is not a non-empty list")
+    for i, c in enumerate(choices):
+        if not isinstance(c, dict):
+            raise malformed(f"choices[{i}]", f"is {type(c).__name__}, not a choice")
+    return choices
 
 
 async def forward(
@@ -131,35 +107,44 @@ async def forward(
         raise UpstreamError("upstream answer too large")
     if not stream:
         try:
-            data = r.json()
-            message = data["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise UpstreamError("upstream answer is not a chat completion") from exc
-        results = await commit(answer_events(message, agent, model, session))
-        action = _strictest(results)
+            data = jsonbody.loads(r.content, what="upstream answer")
+        except jsonbody.JsonError as exc:
+            raise UpstreamError(str(exc)) from exc
+        choices = _choices(data)
+        messages = {i: c.get("message") for i, c in enumerate(choices)}
+        reading = answer_events(messages, agent, model, session)
+        results = await commit(reading.events)
+        action = _strictest(results, reading.refused)
         if action in ("block", "defer"):
-            data["choices"][0]["message"] = {
-                "role": "assistant",
-                "content": _notice(action, results),
-            }
-            data["choices"][0]["finish_reason"] = "content_filter"
+            notice = _notice(action, results, reading.refused)
+            for c in choices:
+                c["message"] = {"role": "assistant", "content": notice}
+                c["finish_reason"] = "content_filter"
+                if "logprobs" in c:
+                    c["logprobs"] = None
         data["tripwire"] = {"action": action, "event_ids": [x["id"] for x in results]}
+        if reading.refused:
+            data["tripwire"]["refused"] = reading.refused
         return json.dumps(data).encode(), "application/json", action
-    chunks = list(_sse_chunks(r.content))
-    message = assemble_stream(chunks)
-    results = await commit(answer_events(message, agent, model, session))
-    action = _strictest(results)
+    chunks = _sse_chunks(r.content)
+    assembled = assemble_stream(chunks)
+    reading = answer_events(assembled, agent, model, session)
+    results = await commit(reading.events)
+    action = _strictest(results, reading.refused)
     if action in ("block", "defer"):
-        base = {k: chunks[0].get(k) for k in ("id", "object", "created", "model")} if chunks else {}
+        first = chunks[0] if isinstance(chunks[0], dict) else {}
+        base = {k: first.get(k) for k in ("id", "object", "created", "model")}
+        notice = _notice(action, results, reading.refused)
         chunks = [
             {
                 **base,
                 "choices": [
                     {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": _notice(action, results)},
+                        "index": i,
+                        "delta": {"role": "assistant", "content": notice},
                         "finish_reason": "content_filter",
                     }
+                    for i in (sorted(assembled) or [0])
                 ],
             }
         ]

@@ -21,14 +21,16 @@ import httpx
 
 from tripwire.errors import UsageError
 from tripwire.runtime.events import Event, MonitorResult
+from tripwire.runtime.linear_re import compile_linear
 
+# RE2 (linear time): these read the agent's own output, which may be built to make ``re`` backtrack.
 _COMMENTS = [
-    re.compile(r"/\*.*?\*/", re.S),
-    re.compile(r"<!--.*?-->", re.S),
-    re.compile(r"(?m)(^|\s)(#|//|--)\s.*$"),
-    re.compile(r'"""[\s\S]*?"""'),
+    compile_linear(r"(?s)/\*.*?\*/", capture=False),
+    compile_linear(r"(?s)<!--.*?-->", capture=False),
+    compile_linear(r"(?m)(^|\s)(#|//|--)\s.*$", capture=False),
+    compile_linear(r'"""[\s\S]*?"""', capture=False),
 ]
-_INSTRUCTION = re.compile(
+_INSTRUCTION = compile_linear(
     r"(?im)^.*\b(ignore (all |any )?(previous|prior|above)|disregard|you are (now )?a|"
     r"system prompt|as the monitor|rate (this|it)|score (this|it)|respond with|"
     r"new instructions?|assistant:|system:|\bmonitor\b.*\b(0|zero|safe|benign))\b.*$"

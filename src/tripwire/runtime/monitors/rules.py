@@ -1,5 +1,12 @@
 """Deterministic rules from a YAML policy: forbidden tools, protected paths, exfiltration patterns,
 self-written executables. No model is involved, so this layer fails differently from AI monitors.
+
+Patterns are RE2 (:mod:`tripwire.runtime.linear_re`), so one rule costs time linear in the text
+it scans; a pattern RE2 cannot compile is refused when the policy loads. Each field of an event
+(tool name, JSON arguments, content) is scanned up to ``SCAN_CHARS_PER_FIELD`` characters, the
+largest field ``POST /v1/events`` accepts; an event with a longer field (possible only from
+callers that skip that validation) is scanned up to the limit and blocked as
+``text-over-scan-limit``, since what lies beyond was not read.
 """
 
 from __future__ import annotations
@@ -7,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -16,11 +24,22 @@ from typing import Any
 import yaml
 
 from tripwire.errors import UsageError
-from tripwire.runtime.events import ACTIONS, Action, Event, MonitorResult
+from tripwire.runtime.events import (
+    ACTIONS,
+    MAX_ARGUMENTS_BYTES,
+    MAX_CONTENT_CHARS,
+    Action,
+    Event,
+    MonitorResult,
+)
+from tripwire.runtime.linear_re import PatternError, Regex, compile_linear, escape
 
 _ARG_PATH_KEYS = ("path", "file", "filename", "file_path", "filepath", "target", "dest")
 _MAX_WRITTEN_PER_AGENT = 512
 _MAX_AGENTS = 10_000
+_MAX_PATH_CHARS = 1024  # longer written paths are not remembered (no real path is that long)
+SCAN_CHARS_PER_FIELD = max(MAX_CONTENT_CHARS, MAX_ARGUMENTS_BYTES)
+OVER_SCAN_LIMIT = "text-over-scan-limit"
 
 
 @dataclass(frozen=True)
@@ -34,7 +53,7 @@ class Rule:
     kind: str = "match"
     types: frozenset[str] = frozenset()
     tools: tuple[str, ...] = ()
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[str, ...] = ()
     write_tools: tuple[str, ...] = ()
     exec_tools: tuple[str, ...] = ()
 
@@ -46,9 +65,25 @@ class Policy:
     source: str = ""
 
 
+# Tool globs stay on ``re``: fnmatch translates each ``*`` to an atomic group (no backtracking)
+# and a tool name is at most 200 characters on every ingest path.
 @lru_cache(maxsize=256)
 def _glob_re(globs: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in globs))
+
+
+def compile_rule_pattern(pattern: str) -> Regex:
+    """How rule patterns are compiled: RE2, case-insensitive, no captures."""
+    return compile_linear(pattern, ignore_case=True, capture=False)
+
+
+def _alternation(patterns: tuple[str, ...]) -> str:
+    return "|".join(f"(?:{p})" for p in patterns)
+
+
+@lru_cache(maxsize=4096)
+def _mention_re(base: str) -> Regex:
+    return compile_linear(rf"(^|[\s/'\"]){escape(base)}\b")
 
 
 def _tool_in(tool: str | None, globs: tuple[str, ...]) -> bool:
@@ -88,12 +123,20 @@ def _parse_rule(raw: Any, i: int) -> Rule:
     bad = set(types) - {"message", "tool_call", "tool_result"}
     if bad:
         raise UsageError(f"policy rule {rid!r}: unknown event type(s) {sorted(bad)}")
-    pats = []
-    for p in _str_list(raw, "patterns", rid):
+    pats = _str_list(raw, "patterns", rid)
+    for p in pats:
         try:
-            pats.append(re.compile(p, re.IGNORECASE))
-        except re.error as exc:
-            raise UsageError(f"policy rule {rid!r}: bad pattern {p!r}: {exc}") from exc
+            compile_rule_pattern(p)
+        except PatternError as exc:
+            raise UsageError(
+                f"policy rule {rid!r}: bad pattern {p!r}: {exc} (patterns are RE2: no "
+                "backreferences or lookaround)"
+            ) from exc
+    if pats:
+        try:
+            compile_rule_pattern(_alternation(pats))
+        except PatternError as exc:
+            raise UsageError(f"policy rule {rid!r}: patterns too large together: {exc}") from exc
     tools = _str_list(raw, "tools", rid)
     if kind == "match" and not tools and not pats:
         raise UsageError(f"policy rule {rid!r} needs 'tools' or 'patterns'")
@@ -109,7 +152,7 @@ def _parse_rule(raw: Any, i: int) -> Rule:
         kind=kind,
         types=frozenset(types),
         tools=tools,
-        patterns=tuple(pats),
+        patterns=pats,
         write_tools=write_tools,
         exec_tools=exec_tools,
     )
@@ -146,35 +189,50 @@ def _written_path(event: Event) -> str | None:
     args = event.arguments or {}
     for k in _ARG_PATH_KEYS:
         v = args.get(k)
-        if isinstance(v, str) and v.strip():
+        if isinstance(v, str) and v.strip() and len(v.strip()) <= _MAX_PATH_CHARS:
             return v.strip()
     return None
 
 
+def scan_text(event: Event) -> tuple[str, bool]:
+    """The text the rules read (:meth:`Event.text`, each field cut at ``SCAN_CHARS_PER_FIELD``)
+    and whether a field was cut."""
+    fields = event.fields()
+    if all(len(f) <= SCAN_CHARS_PER_FIELD for f in fields):
+        return "\n".join(fields), False
+    return "\n".join(f[:SCAN_CHARS_PER_FIELD] for f in fields), True
+
+
 @dataclass
 class RulesMonitor:
-    """Scores an event by the highest-scoring policy rule it matches (0 when none)."""
+    """Scores an event by the highest-scoring policy rule it matches (0 when none).
+
+    ``compiler`` turns a rule's patterns (one alternation per rule) into a matcher; it is RE2 and
+    only the adversarial benchmark (``bench/rules.py``) passes another, to measure Python's ``re``.
+    """
 
     policy: Policy
     name: str = "rules"
     trusted: bool = True
     threshold: float = 0.5
+    compiler: Callable[[str], Regex] = compile_rule_pattern
     _written: OrderedDict[str, OrderedDict[str, None]] = field(default_factory=OrderedDict)
-    _joined: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    _joined: dict[str, Regex] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # One alternation per rule. (A single alternation over all rules as a prefilter was
-        # measured slower: it loses the per-rule type/tool filtering and re's literal prefixes.)
         for rule in self.policy.rules:
             if rule.patterns:
-                alt = "|".join(f"(?:{p.pattern})" for p in rule.patterns)
-                self._joined[rule.id] = re.compile(alt, re.IGNORECASE)
+                self._joined[rule.id] = self.compiler(_alternation(rule.patterns))
+
+    def matchers(self) -> dict[str, Regex]:
+        """Each pattern rule's compiled matcher, by rule id."""
+        return dict(self._joined)
 
     def _match(self, event: Event, remember: bool) -> MonitorResult:
-        text = event.text()
-        best = 0.0
-        action: Action | None = None
-        reasons: list[str] = []
+        text, cut = scan_text(event)
+        best = 1.0 if cut else 0.0
+        action: Action | None = "block" if cut else None
+        reasons: list[str] = [OVER_SCAN_LIMIT] if cut else []
         for rule in self.policy.rules:
             if rule.types and event.type not in rule.types:
                 continue
@@ -201,9 +259,7 @@ class RulesMonitor:
         if _tool_in(event.tool, rule.exec_tools) and written:
             for path in written:
                 base = path.rsplit("/", 1)[-1]
-                if path in text or (
-                    len(base) >= 3 and re.search(rf"(^|[\s/'\"]){re.escape(base)}\b", text)
-                ):
+                if path in text or (len(base) >= 3 and _mention_re(base).search(text)):
                     return True
         if remember and _tool_in(event.tool, rule.write_tools):
             wpath = _written_path(event)
@@ -224,4 +280,14 @@ class RulesMonitor:
         return self._match(event, remember=False)
 
 
-__all__ = ["Policy", "Rule", "RulesMonitor", "load_policy", "parse_policy"]
+__all__ = [
+    "OVER_SCAN_LIMIT",
+    "SCAN_CHARS_PER_FIELD",
+    "Policy",
+    "Rule",
+    "RulesMonitor",
+    "compile_rule_pattern",
+    "load_policy",
+    "parse_policy",
+    "scan_text",
+]
