@@ -22,7 +22,7 @@ from tripwire.runtime.api import ROUTERS
 from tripwire.runtime.api.limits import BodyLimit
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
 from tripwire.runtime.errors import ApiError
-from tripwire.runtime.keys import KeyCache
+from tripwire.runtime.keys import Keys
 from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.service import Service
 
@@ -86,7 +86,7 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.config = config or RuntimeConfig()
-    app.state.keys = KeyCache(engine)
+    app.state.keys = Keys(engine)
     app.add_middleware(BodyLimit)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
