@@ -1,4 +1,5 @@
-"""``tripwire serve | watch | keys create | list | revoke``: the runtime monitors as a service or in-process.
+"""``tripwire serve | watch | keys create|list|revoke``: the runtime monitors, as a service or
+in-process, and their API keys.
 
 These need the ``runtime`` extra (``pip install 'tripwire[runtime]'``); without it each command
 stops with exit code 2 naming it. Bad input prints one line and exits 2; nothing is written.
