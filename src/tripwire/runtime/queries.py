@@ -114,6 +114,12 @@ def recent_agent_events(conn: Connection, tenant_id: int, agent: str, limit: int
     return list(conn.execute(q).all())[::-1]
 
 
+def latest_agent_event_id(conn: Connection, tenant_id: int, agent: str) -> int:
+    """The id of an agent's newest event (0 when none): the version of its cached reads."""
+    q = select(func.max(_ev.id)).where(_ev.tenant_id == tenant_id, _ev.agent == agent)
+    return int(conn.execute(q).scalar() or 0)
+
+
 def replay_events(
     conn: Connection,
     tenant_id: int,
@@ -363,6 +369,7 @@ __all__ = [
     "event_row",
     "events_by_action",
     "last_events",
+    "latest_agent_event_id",
     "insert_alerts",
     "insert_audit_items",
     "insert_drift_state",

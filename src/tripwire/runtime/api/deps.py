@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
+from tripwire.runtime.api.cache import ReadCache
 from tripwire.runtime.keys import Keys
 from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.service import Service
@@ -35,6 +36,15 @@ async def get_service(request: Request) -> Service:
     return service
 
 
+async def get_reads(request: Request) -> ReadCache:
+    """The per-tenant cache of expensive reads, made on first use."""
+    state = request.app.state
+    if not hasattr(state, "reads"):
+        state.reads = ReadCache()
+    reads: ReadCache = state.reads
+    return reads
+
+
 async def get_keys(request: Request) -> Keys:
     keys: Keys = request.app.state.keys
     return keys
@@ -44,6 +54,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 ConfigDep = Annotated[RuntimeConfig, Depends(get_config)]
 ServiceDep = Annotated[Service, Depends(get_service)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
+ReadsDep = Annotated[ReadCache, Depends(get_reads)]
 
 
 def bearer_tenant(request: Request, keys: KeysDep) -> int:
@@ -70,11 +81,13 @@ __all__ = [
     "ConfigDep",
     "EngineDep",
     "KeysDep",
+    "ReadsDep",
     "ServiceDep",
     "Tenant",
     "bearer_tenant",
     "get_config",
     "get_engine",
     "get_keys",
+    "get_reads",
     "get_service",
 ]
