@@ -95,6 +95,9 @@ def serve(
         Path | None,
         typer.Option(help="honest traffic (JSONL/OTLP): calibrate monitors and thresholds on it"),
     ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, max=600, help="seconds a request body may take (then 408)")
+    ] = 10.0,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first); Ctrl-C stops it."""
@@ -143,7 +146,11 @@ def serve(
     err.print(f"listening on http://{host}:{port} (db {where})", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     uvicorn.run(
-        create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False
+        create_app(engine, cfg, body_timeout),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
     )
 
 

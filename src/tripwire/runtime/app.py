@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.runtime.api import ROUTERS
-from tripwire.runtime.api.limits import BodyLimit
+from tripwire.runtime.api.limits import BODY_TIMEOUT_S, BodyLimit
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
 from tripwire.runtime.errors import ApiError
 from tripwire.runtime.keys import Keys
@@ -75,8 +75,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service.stop()
 
 
-def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
-    """The service on ``engine`` (already migrated). The writer thread starts with the app."""
+def create_app(
+    engine: Engine, config: RuntimeConfig | None = None, body_timeout: float = BODY_TIMEOUT_S
+) -> FastAPI:
+    """The service on ``engine`` (already migrated). The writer thread starts with the app;
+    a request body must arrive within ``body_timeout`` seconds (408 otherwise)."""
     app = FastAPI(
         title="tripwire runtime",
         version="0.1.0",
@@ -87,7 +90,7 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.config = config or RuntimeConfig()
     app.state.keys = Keys(engine)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, timeout=body_timeout)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(ApiError)(_api_error)
