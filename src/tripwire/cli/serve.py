@@ -1,4 +1,5 @@
-"""``tripwire serve | watch | keys create``: the runtime monitors as a service or in-process.
+"""``tripwire serve | watch | keys create|list|revoke``: the runtime monitors, as a service or
+in-process, and their API keys.
 
 These need the ``runtime`` extra (``pip install 'tripwire[runtime]'``); without it each command
 stops with exit code 2 naming it. Bad input prints one line and exits 2; nothing is written.
@@ -94,6 +95,9 @@ def serve(
         Path | None,
         typer.Option(help="honest traffic (JSONL/OTLP): calibrate monitors and thresholds on it"),
     ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, max=600, help="seconds a request body may take (then 408)")
+    ] = 10.0,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first); Ctrl-C stops it."""
@@ -142,7 +146,11 @@ def serve(
     err.print(f"listening on http://{host}:{port} (db {where})", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     uvicorn.run(
-        create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False
+        create_app(engine, cfg, body_timeout),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
     )
 
 
@@ -165,6 +173,74 @@ def keys_create(
     except Exception as exc:
         raise _database_error(exc) from exc
     typer.echo(key)
+
+
+def _key_engine(db: str) -> Any:
+    """The engine of an existing, migrated key database (a missing SQLite file is not created)."""
+    from sqlalchemy.engine import make_url
+
+    from tripwire.runtime.store import make_engine, migrate, normalise_url
+
+    url = make_url(normalise_url(db))
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise UsageError(f"--db {db!r}: no such database; `tripwire keys create` makes one")
+    try:
+        engine = make_engine(db)
+        migrate(engine)
+    except TripwireError:
+        raise
+    except Exception as exc:
+        raise _database_error(exc) from exc
+    return engine
+
+
+@keys_app.command("list")
+def keys_list(
+    db: Annotated[str, typer.Option(help="database URL")] = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """List the API keys: id, prefix, tenant, created, status (active or revoked)."""
+    with needs_extra("runtime", "keys list"):
+        from tripwire.runtime.keys import list_keys
+
+    rows = list_keys(_key_engine(db))
+    if as_json:
+        print_json(
+            [{**r, "created_at": r["created_at"].isoformat(), "revoked_at": _iso(r)} for r in rows]
+        )
+        return
+    table = Table(title=f"API keys: {len(rows)}")
+    for col in ("id", "prefix", "tenant", "created", "status"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        status = r["status"] + (f" {_iso(r)}" if r["revoked_at"] else "")
+        table.add_row(
+            str(r["id"]),
+            r["prefix"],
+            escape(r["tenant"]),
+            r["created_at"].strftime("%Y-%m-%d %H:%M"),
+            status,
+        )
+    out.print(table)
+
+
+def _iso(row: dict[str, Any]) -> str | None:
+    at = row["revoked_at"]
+    return None if at is None else str(at.isoformat(timespec="seconds"))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="the key's id or prefix (see `keys list`)")],
+    db: Annotated[str, typer.Option(help="database URL")] = DEFAULT_DB,
+) -> None:
+    """Revoke an API key: refused from the next request on, with its dashboard sessions."""
+    with needs_extra("runtime", "keys revoke"):
+        from tripwire.runtime.keys import revoke_key
+
+    key_id, prefix, already = revoke_key(_key_engine(db), key)
+    state = "was already revoked" if already else "revoked"
+    typer.echo(f"key {key_id} (tw_{prefix}_…) {state}")
 
 
 def _print_watch(result: dict[str, Any], flagged: list[dict[str, Any]]) -> None:
@@ -235,6 +311,8 @@ __all__ = [
     "app",
     "keys_app",
     "keys_create",
+    "keys_list",
+    "keys_revoke",
     "parse_llm_monitor",
     "parse_probe",
     "serve",

@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.runtime.api import ROUTERS
-from tripwire.runtime.api.limits import BodyLimit
+from tripwire.runtime.api.limits import BODY_TIMEOUT_S, BodyLimit
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
 from tripwire.runtime.errors import ApiError
-from tripwire.runtime.keys import KeyCache
+from tripwire.runtime.keys import Keys
 from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.service import Service
 
@@ -75,8 +75,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service.stop()
 
 
-def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
-    """The service on ``engine`` (already migrated). The writer thread starts with the app."""
+def create_app(
+    engine: Engine, config: RuntimeConfig | None = None, body_timeout: float = BODY_TIMEOUT_S
+) -> FastAPI:
+    """The service on ``engine`` (already migrated). The writer thread starts with the app;
+    a request body must arrive within ``body_timeout`` seconds (408 otherwise)."""
     app = FastAPI(
         title="tripwire runtime",
         version="0.1.0",
@@ -86,8 +89,8 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.config = config or RuntimeConfig()
-    app.state.keys = KeyCache(engine)
-    app.add_middleware(BodyLimit)
+    app.state.keys = Keys(engine)
+    app.add_middleware(BodyLimit, timeout=body_timeout)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(ApiError)(_api_error)

@@ -338,20 +338,47 @@ class DriftWatch:
 def change_points(
     values: Sequence[float], penalty: float | None = None, min_size: int = 10
 ) -> list[int]:
-    """Indices where the stream's mean changes, by ruptures' PELT (L2 cost); ends excluded.
+    """Indices where the stream's mean changes: PELT with the L2 cost; ends excluded.
 
-    The default penalty is BIC-like: ``3 * var * log(n)``.
+    The default penalty is BIC-like: ``3 * var * log(n)``. The same search as ruptures'
+    ``Pelt(model="l2", jump=1)`` (same admissible set, same pruning, same tie-breaking), with each
+    segment's cost from prefix sums and every candidate start of a step scored in one numpy
+    expression: linear memory and milliseconds for 5,000 values, where ruptures copies a partition
+    per candidate (tens of seconds). tests/runtime/test_drift.py compares the two.
     """
-    import ruptures as rpt
-
     arr = np.asarray(values, dtype=float)
     n = len(arr)
     if n < 2 * min_size:
         return []
     var = float(np.var(arr)) or 1e-6
     pen = penalty if penalty is not None else 3.0 * var * math.log(n)
-    bkps = rpt.Pelt(model="l2", min_size=min_size, jump=1).fit(arr.reshape(-1, 1)).predict(pen=pen)
-    return [int(b) for b in bkps if b < n]
+    return [b for b in _pelt_l2(arr, pen, min_size) if b < n]
+
+
+def _pelt_l2(x: np.ndarray, pen: float, min_size: int) -> list[int]:
+    """The breakpoints (segment ends, the last is ``len(x)``) minimising the sum of squared
+    deviations from each segment's mean plus ``pen`` per segment."""
+    n = len(x)
+    x = x - x.mean()  # centred: the prefix sums lose less to cancellation
+    s1 = np.concatenate(([0.0], np.cumsum(x)))
+    s2 = np.concatenate(([0.0], np.cumsum(x * x)))
+    best = np.zeros(n + 1)  # best[t]: the optimal penalised cost of x[:t]
+    prev = np.zeros(n + 1, dtype=np.int64)
+    adm = np.zeros(0, dtype=np.int64)
+    for t in [*range(min_size, n), n]:
+        start = t - min_size
+        if start == 0 or start >= min_size:  # a segment x[start:t] may begin there
+            adm = np.append(adm, start)
+        length = t - adm
+        seg = (s2[t] - s2[adm]) - (s1[t] - s1[adm]) ** 2 / length
+        total = best[adm] + (np.maximum(seg, 0.0) + pen)
+        i = int(np.argmin(total))
+        best[t], prev[t] = total[i], adm[i]
+        adm = adm[total <= best[t] + pen]  # PELT: these can never start a better segment
+    bkps = [n]
+    while (t := int(prev[bkps[-1]])) > 0:
+        bkps.append(t)
+    return bkps[::-1]
 
 
 __all__ = [

@@ -2,21 +2,26 @@
 
 The secret is 32 random bytes, so a plain SHA-256 is enough (a slow password hash only matters
 for low-entropy secrets). The key is shown once, at creation; only its prefix is ever logged.
-The API looks keys up through a :class:`KeyCache`, so a request costs no query once its key has
-been seen in the last 30 seconds.
+
+Every request looks its key up in the database (one read by the unique hash index, joined to the
+tenant): there is no cache, so ``tripwire keys revoke`` takes effect on the next request, as at
+an API gateway, and a key whose tenant was deleted is refused (401) before its events are ever
+handed to the writer. A cache with a revocation counter would cost the same read per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
 from tripwire.errors import UsageError
-from tripwire.runtime import queries
+from tripwire.runtime import credentials, queries
+
+KEY_PREFIX = "tw_"
 
 
 def hash_key(key: str) -> str:
@@ -29,44 +34,85 @@ def create_key(engine: Engine, tenant: str) -> str:
     if not tenant or len(tenant) > 200:
         raise UsageError("tenant name must be 1-200 characters")
     prefix = secrets.token_hex(4)
-    key = f"tw_{prefix}_{secrets.token_urlsafe(32)}"
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)
     with engine.begin() as conn:
         tid = queries.ensure_tenant(conn, tenant, now)
-        queries.insert_api_key(conn, tid, prefix, hash_key(key), now)
+        credentials.insert_api_key(conn, tid, prefix, hash_key(key), now)
     return key
 
 
-def tenant_for(engine: Engine, key: str) -> int | None:
-    """The tenant id of a valid, unrevoked key, else None."""
-    if not key.startswith("tw_") or len(key) > 200:
+def key_for(engine: Engine, key: str) -> tuple[int, int] | None:
+    """``(key_id, tenant_id)`` of a valid, unrevoked key of an existing tenant, else None."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     with engine.connect() as conn:
-        owner = queries.key_owner(conn, hash_key(key))
-    if owner is None or owner[1]:
-        return None
-    return owner[0]
+        return credentials.live_key(conn, hash_key(key))
 
 
-class KeyCache:
-    """:func:`tenant_for` with valid keys remembered for ``ttl`` seconds (by hash, never the key);
-    a revoked key keeps working for at most ``ttl``."""
+def tenant_for(engine: Engine, key: str) -> int | None:
+    """The tenant id of a valid, unrevoked key of an existing tenant, else None."""
+    found = key_for(engine, key)
+    return None if found is None else found[1]
 
-    def __init__(self, engine: Engine, ttl: float = 30.0) -> None:
+
+def list_keys(engine: Engine) -> list[dict[str, Any]]:
+    """Every key: id, prefix, tenant, created_at, status (``active`` or ``revoked``), revoked_at."""
+    with engine.connect() as conn:
+        rows = credentials.list_keys(conn)
+    for r in rows:
+        r["status"] = "revoked" if r.pop("revoked") else "active"
+    return rows
+
+
+def _parse_ident(ident: str) -> tuple[int | None, str | None]:
+    """A key id (digits), a prefix (8 hex digits) or a whole key (its prefix is taken)."""
+    text = ident.strip()
+    if text.isdigit():
+        return int(text), None
+    prefix = text[len(KEY_PREFIX) :].split("_", 1)[0] if text.startswith(KEY_PREFIX) else text
+    if len(prefix) == 8 and all(c in "0123456789abcdef" for c in prefix):
+        return None, prefix
+    raise UsageError(f"{text!r} is not a key id or prefix; `tripwire keys list` shows them")
+
+
+def revoke_key(engine: Engine, ident: str) -> tuple[int, str, bool]:
+    """Revoke the key with this id or prefix; ``(id, prefix, was_already_revoked)``.
+    Unknown or ambiguous identifiers raise :class:`UsageError` and change nothing."""
+    key_id, prefix = _parse_ident(ident)
+    with engine.begin() as conn:
+        found = credentials.keys_matching(conn, key_id=key_id, prefix=prefix)
+        if not found:
+            raise UsageError(f"no API key {ident.strip()!r}; `tripwire keys list` shows them")
+        if len(found) > 1:
+            ids = ", ".join(str(r.id) for r in found)
+            raise UsageError(f"prefix {prefix} matches keys {ids}; revoke one by its id")
+        row = found[0]
+        if not row.revoked:
+            credentials.revoke_key(conn, int(row.id), datetime.now(UTC))
+    return int(row.id), str(row.prefix), bool(row.revoked)
+
+
+class Keys:
+    """The API's key lookups, on ``engine``: :func:`tenant_for` per request, never cached."""
+
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.ttl = ttl
-        self._hits: dict[str, tuple[int, float]] = {}
 
     def tenant(self, key: str) -> int | None:
-        h = hash_key(key)
-        hit = self._hits.get(h)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        tid = tenant_for(self.engine, key)
-        if tid is not None:
-            self._hits[h] = (tid, now + self.ttl)
-        return tid
+        return tenant_for(self.engine, key)
+
+    def key(self, key: str) -> tuple[int, int] | None:
+        return key_for(self.engine, key)
 
 
-__all__ = ["KeyCache", "create_key", "hash_key", "tenant_for"]
+__all__ = [
+    "KEY_PREFIX",
+    "Keys",
+    "create_key",
+    "hash_key",
+    "key_for",
+    "list_keys",
+    "revoke_key",
+    "tenant_for",
+]

@@ -42,7 +42,7 @@ def ping(conn: Connection) -> None:
     conn.execute(text("SELECT 1"))
 
 
-# -- tenants and API keys ---------------------------------------------------------------------
+# -- tenants (keys and sessions: tripwire.runtime.credentials) ------------------------------
 def ensure_tenant(conn: Connection, name: str, now: datetime) -> int:
     """The id of tenant ``name``, created (at ``now``) when new."""
     tid = conn.execute(select(store.tenants.c.id).where(store.tenants.c.name == name)).scalar()
@@ -51,23 +51,6 @@ def ensure_tenant(conn: Connection, name: str, now: datetime) -> int:
             store.tenants.insert().values(name=name, created_at=now).returning(store.tenants.c.id)
         ).scalar_one()
     return int(tid)
-
-
-def insert_api_key(
-    conn: Connection, tenant_id: int, prefix: str, key_hash: str, now: datetime
-) -> None:
-    conn.execute(
-        store.api_keys.insert().values(
-            tenant_id=tenant_id, prefix=prefix, key_hash=key_hash, created_at=now, revoked=False
-        )
-    )
-
-
-def key_owner(conn: Connection, key_hash: str) -> tuple[int, bool] | None:
-    """``(tenant_id, revoked)`` of the key with this hash, or None when there is none."""
-    k = store.api_keys.c
-    row = conn.execute(select(k.tenant_id, k.revoked).where(k.key_hash == key_hash)).first()
-    return None if row is None else (int(row.tenant_id), bool(row.revoked))
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -129,6 +112,12 @@ def recent_agent_events(conn: Connection, tenant_id: int, agent: str, limit: int
         .limit(limit)
     )
     return list(conn.execute(q).all())[::-1]
+
+
+def latest_agent_event_id(conn: Connection, tenant_id: int, agent: str) -> int:
+    """The id of an agent's newest event (0 when none): the version of its cached reads."""
+    q = select(func.max(_ev.id)).where(_ev.tenant_id == tenant_id, _ev.agent == agent)
+    return int(conn.execute(q).scalar() or 0)
 
 
 def replay_events(
@@ -380,13 +369,12 @@ __all__ = [
     "event_row",
     "events_by_action",
     "last_events",
+    "latest_agent_event_id",
     "insert_alerts",
-    "insert_api_key",
     "insert_audit_items",
     "insert_drift_state",
     "insert_events",
     "insert_fingerprint",
-    "key_owner",
     "latest_alerts",
     "list_alerts",
     "list_audit",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -26,6 +27,7 @@ from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm, features
 from tripwire.runtime.errors import StoreUnavailable
 from tripwire.runtime.events import Event
+from tripwire.runtime.lifeline import die_with_parent
 from tripwire.runtime.pipeline import Pipeline, Processed, RuntimeConfig
 
 log = logging.getLogger("tripwire.runtime")
@@ -59,7 +61,12 @@ class Service:
         # Drift calibration (bootstrap run lengths, about a second per agent) runs in a separate
         # process so it never holds the GIL the ingest path needs.
         self._calib: Executor | None = (
-            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,  # no orphan after a kill -9 of the server
+                initargs=(os.getpid(),),
+            )
             if calibrate == "process"
             else None
         )

@@ -53,6 +53,22 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# A dashboard sign-in: a random token of its own (stored as SHA-256), read-only, with an expiry;
+# it dies with the key it was opened with (revoked or deleted) and on logout.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("scope", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dashboard_sessions_expires", "expires_at"),
 )
 
 events = Table(
@@ -233,6 +249,7 @@ __all__ = [
     "api_keys",
     "audit_queue",
     "current_revision",
+    "dashboard_sessions",
     "drift_state",
     "events",
     "make_engine",

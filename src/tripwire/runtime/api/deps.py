@@ -1,5 +1,5 @@
 """What the routes share, as FastAPI dependencies on ``app.state`` (set by :func:`create_app`):
-the engine, the config, the writer :class:`Service`, the key cache, and the request's tenant.
+the engine, the config, the writer :class:`Service`, the key lookups, and the request's tenant.
 
 Routes declare them as parameters (``engine: EngineDep``, ``tid: Tenant``), so a route can be
 read, and tested, without the closure it used to live in. The accessors are ``async`` so FastAPI
@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
-from tripwire.runtime.keys import KeyCache
+from tripwire.runtime.api.cache import ReadCache
+from tripwire.runtime.keys import Keys
 from tripwire.runtime.pipeline import RuntimeConfig
 from tripwire.runtime.service import Service
 
@@ -35,15 +36,25 @@ async def get_service(request: Request) -> Service:
     return service
 
 
-async def get_keys(request: Request) -> KeyCache:
-    keys: KeyCache = request.app.state.keys
+async def get_reads(request: Request) -> ReadCache:
+    """The per-tenant cache of expensive reads, made on first use."""
+    state = request.app.state
+    if not hasattr(state, "reads"):
+        state.reads = ReadCache()
+    reads: ReadCache = state.reads
+    return reads
+
+
+async def get_keys(request: Request) -> Keys:
+    keys: Keys = request.app.state.keys
     return keys
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConfigDep = Annotated[RuntimeConfig, Depends(get_config)]
 ServiceDep = Annotated[Service, Depends(get_service)]
-KeysDep = Annotated[KeyCache, Depends(get_keys)]
+KeysDep = Annotated[Keys, Depends(get_keys)]
+ReadsDep = Annotated[ReadCache, Depends(get_reads)]
 
 
 def bearer_tenant(request: Request, keys: KeysDep) -> int:
@@ -70,11 +81,13 @@ __all__ = [
     "ConfigDep",
     "EngineDep",
     "KeysDep",
+    "ReadsDep",
     "ServiceDep",
     "Tenant",
     "bearer_tenant",
     "get_config",
     "get_engine",
     "get_keys",
+    "get_reads",
     "get_service",
 ]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from tripwire.runtime import queries
 from tripwire.runtime.alerts import AlertKind
-from tripwire.runtime.api.deps import EngineDep, ServiceDep, Tenant
+from tripwire.runtime.api.deps import EngineDep, ReadsDep, ServiceDep, Tenant
 from tripwire.runtime.api.schemas import (
     AlertPage,
     DetectorSetting,
@@ -32,6 +32,7 @@ health_router = APIRouter(tags=["service"])
 
 AfterId = Annotated[int, Query(ge=0, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+MAX_DRIFT_LAST = 5000
 
 
 @health_router.get("/healthz")
@@ -92,11 +93,14 @@ def get_drift(
     tid: Tenant,
     engine: EngineDep,
     service: ServiceDep,
+    reads: ReadsDep,
     agent: Annotated[str, Query(min_length=1, max_length=200)],
     feature: Annotated[Literal["length", "score", "tool_call", "refusal"], Query()] = "score",
-    last: Annotated[int, Query(ge=20, le=5000)] = 500,
+    last: Annotated[int, Query(ge=20, le=MAX_DRIFT_LAST)] = 500,
 ) -> DriftView:
-    """An agent's recent feature stream, its ruptures change points and detector settings."""
+    """An agent's last ``last`` feature values (at most 5,000; more is 422), their PELT change
+    points and the detector settings. The stream and its change points are cached per tenant
+    until the agent's next event."""
     pipe = service.pipelines.get(tid)
     live_agent = pipe.drift.agents.get(agent) if pipe and pipe.drift else None
     live = None
@@ -110,15 +114,21 @@ def get_drift(
             },
         )
     with engine.connect() as conn:
-        rows = queries.recent_agent_events(conn, tid, agent, last)
+        version = queries.latest_agent_event_id(conn, tid, agent)
+
+        def stream() -> tuple[list[int], list[float], list[int]]:
+            rows = queries.recent_agent_events(conn, tid, agent, last)
+            vals = [features(r.type, r.content, r.tool, r.score, None)[feature] for r in rows]
+            return [r.id for r in rows], vals, change_points(vals)
+
+        ids, vals, cps = reads.get(tid, ("drift", agent, feature, last), version, stream)
         det = queries.drift_state(conn, tid, agent)
-    vals = [features(r.type, r.content, r.tool, r.score, None)[feature] for r in rows]
     return DriftView(
         agent=agent,
         feature=feature,
-        event_ids=[r.id for r in rows],
+        event_ids=ids,
         values=vals,
-        change_points=change_points(vals),
+        change_points=cps,
         live=live,
         detectors=[
             DetectorSetting(
@@ -142,4 +152,4 @@ def stats(tid: Tenant, engine: EngineDep) -> Stats:
     return Stats(events_by_action=by, audit_open=open_items)
 
 
-__all__ = ["health_router", "router"]
+__all__ = ["MAX_DRIFT_LAST", "health_router", "router"]
