@@ -31,7 +31,7 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate(engine)
     migrate(engine)  # idempotent
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert _schema_diff(engine, store.metadata) == []
     # The comparison sees a drift between the tables and the revisions: a column the tables
     # declare but no revision creates, and an index a revision creates but the tables lack.
@@ -74,7 +74,7 @@ def test_upgrade_from_the_first_revision_keeps_data(sqlite_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(store.tenants.insert().values(name="t", created_at=datetime.now(UTC)))
     migrate(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as conn:
         assert conn.execute(store.tenants.select()).one().name == "t"
     engine.dispose()
