@@ -8,12 +8,16 @@ import json
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tripwire.runtime import store
+from tripwire.runtime.jsonsafe import text_problem, value_problem
 from tripwire.runtime.keys import create_key
 
 from .conftest import Api, migrated
@@ -202,3 +206,44 @@ def test_otlp_attribute_json_nested_too_deeply_is_kept_as_text(sqlite_api: Api) 
     evs = sqlite_api.get("/v1/events").json()["events"]
     assert evs[0]["arguments"] == {"input": deep[:60_000]}
     assert evs[1]["content"] == deep[:60_000]
+
+
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),  # control characters (NUL) and lone surrogates included
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "é"]),
+)
+_json = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=24,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(arguments=st.dictionaries(st.text(max_size=6), _json, max_size=4), content=_leaves)
+def test_any_json_is_stored_exactly_or_refused_with_422(
+    api: Api, arguments: dict[str, Any], content: Any
+) -> None:
+    """Property: on both backends, an event is either refused with 422 (exactly when some value in
+    it is one a backend cannot store) or stored and read back unchanged. Never a 5xx."""
+    text = content if isinstance(content, str) else None
+    body = json.dumps({"agent": "p", "type": "message", "content": text, "arguments": arguments})
+    r = api.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    unstorable = value_problem(arguments) or (text is not None and text_problem(text))
+    assert r.status_code == (422 if unstorable else 200), (r.status_code, r.text, unstorable)
+    event(str(r.status_code))
+    if r.status_code == 200:
+        eid = r.json()["events"][0]["id"]
+        got = api.get("/v1/events", params={"after_id": eid - 1, "limit": 1}).json()["events"][0]
+        assert got["id"] == eid and got["arguments"] == arguments and got["content"] == text

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.runtime.api import ROUTERS
 from tripwire.runtime.api.limits import BodyLimit
+from tripwire.runtime.api.urlguard import NoNulInUrl
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
 from tripwire.runtime.errors import ApiError
 from tripwire.runtime.keys import KeyCache
@@ -88,6 +89,7 @@ def create_app(engine: Engine, config: RuntimeConfig | None = None) -> FastAPI:
     app.state.config = config or RuntimeConfig()
     app.state.keys = KeyCache(engine)
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoNulInUrl)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(ApiError)(_api_error)

@@ -3,12 +3,12 @@ is done to a blocked answer, is :mod:`tripwire.runtime.proxy`."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.api.deps import ConfigDep, ServiceDep, Tenant
 from tripwire.runtime.api.schemas import ErrorBody
 from tripwire.runtime.events import Event
@@ -36,9 +36,11 @@ async def chat_completions(
     if cfg.upstream is None:
         raise HTTPException(404, "proxy mode is off: start the service with --upstream URL")
     try:
-        body = json.loads(await request.body())
+        body = jsonsafe.loads(await request.body())
     except ValueError as exc:
-        raise HTTPException(400, "body is not valid JSON") from exc
+        raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
+    if why := jsonsafe.value_problem(body, "body"):
+        raise HTTPException(400, why)
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise HTTPException(400, "body must be a chat completion request with 'messages'")
     agent = request.headers.get("x-tripwire-agent") or str(body.get("user") or "proxy")
