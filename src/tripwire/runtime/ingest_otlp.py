@@ -139,7 +139,7 @@ def span_to_event(
 
 def _storable(ev: Event, key: str | None) -> Event:
     """``ev`` with idempotency key ``key``, made storable on every backend (module docstring)."""
-    fix = {
+    fix: dict[str, Any] = {
         f: v.replace("\x00", "\ufffd")
         for f in TEXT_FIELDS
         if isinstance(v := getattr(ev, f), str) and jsonsafe.text_problem(v)
