@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.runtime.api import ROUTERS
 from tripwire.runtime.api.limits import BodyLimit
-from tripwire.runtime.api.urlguard import NoNulInUrl
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
+from tripwire.runtime.api.urlguard import NoNulInUrl
 from tripwire.runtime.errors import ApiError
 from tripwire.runtime.keys import KeyCache
 from tripwire.runtime.pipeline import RuntimeConfig
