@@ -74,14 +74,18 @@ async def _worker(
     lat: list[float],
     acked: list[int],
     seed: int,
+    keyed: bool = False,
 ) -> None:
     rng = random.Random(seed)
+    n = 0
     while time.perf_counter() < deadline and budget[0] > 0:
         budget[0] -= 1
+        n += 1
         events = [honest_event(rng, f"agent-{rng.randrange(8)}") for _ in range(batch)]
         body = events[0] if batch == 1 else {"events": events}
+        headers = {"Idempotency-Key": f"bench-{seed}-{n}"} if keyed else {}
         t0 = time.perf_counter()
-        r = await client.post("/v1/events", json=body)
+        r = await client.post("/v1/events", json=body, headers=headers)
         lat.append(time.perf_counter() - t0)
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
@@ -89,7 +93,7 @@ async def _worker(
 
 
 async def _load(
-    url: str, key: str, batch: int, conc: int, seconds: float, max_requests: int
+    url: str, key: str, batch: int, conc: int, seconds: float, max_requests: int, keyed: bool
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     headers = {"Authorization": f"Bearer {key}"}
@@ -124,13 +128,14 @@ async def _load(
         t0 = time.perf_counter()
         deadline = t0 + seconds
         await asyncio.gather(
-            *[_worker(c, batch, deadline, budget, lat, acked, 100 + s) for s in range(conc)]
+            *[_worker(c, batch, deadline, budget, lat, acked, 100 + s, keyed) for s in range(conc)]
         )
         wall = time.perf_counter() - t0
     arr = np.asarray(lat) * 1000
     return {
         "batch": batch,
         "concurrency": conc,
+        "idempotency_keys": keyed,
         "requests": len(lat),
         "events": len(acked),
         "seconds": round(wall, 2),
@@ -144,7 +149,13 @@ async def _load(
 
 
 def run_backend(
-    backend: str, batches: list[int], conc: int, seconds: float, max_requests: int, tmp: Path
+    backend: str,
+    batches: list[int],
+    conc: int,
+    seconds: float,
+    max_requests: int,
+    tmp: Path,
+    keyed: bool = False,
 ) -> list[dict[str, Any]]:
     out = []
     for batch in batches:
@@ -154,7 +165,7 @@ def run_backend(
         key = create_key(engine, "bench")
         srv = Server(url, tmp / f"serve-{backend}.log").start()
         try:
-            res = asyncio.run(_load(srv.url, key, batch, conc, seconds, max_requests))
+            res = asyncio.run(_load(srv.url, key, batch, conc, seconds, max_requests, keyed))
         finally:
             srv.stop()
         from sqlalchemy import func, select
@@ -188,13 +199,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--max-requests", type=int, default=50_000)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--idempotency",
+        action="store_true",
+        help="send every request with its own Idempotency-Key (the retry-safe path)",
+    )
     a = ap.parse_args()
     backends = ["sqlite", "postgres"] if a.backend == "both" else [a.backend]
     batches = [int(x) for x in a.batch.split(",")]
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for b in backends:
-            results += run_backend(b, batches, a.concurrency, a.seconds, a.max_requests, Path(tmp))
+            results += run_backend(
+                b, batches, a.concurrency, a.seconds, a.max_requests, Path(tmp), a.idempotency
+            )
     print(f"\n{'backend':9} {'batch':>5} {'events/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
     for r in results:
         print(

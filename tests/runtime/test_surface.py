@@ -47,6 +47,7 @@ SURFACE = {
     ],
     "tripwire.runtime.errors": [
         "ApiError",
+        "StoreRejected",
         "StoreUnavailable",
         "TraceError",
         "UnsupportedMediaType",

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tripwire.runtime.api import ROUTERS
 from tripwire.runtime.api.limits import BODY_TIMEOUT_S, BodyLimit
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
+from tripwire.runtime.api.urlguard import NoNulInUrl
 from tripwire.runtime.errors import ApiError
 from tripwire.runtime.keys import Keys
 from tripwire.runtime.pipeline import RuntimeConfig
@@ -91,6 +92,7 @@ def create_app(
     app.state.config = config or RuntimeConfig()
     app.state.keys = Keys(engine)
     app.add_middleware(BodyLimit, timeout=body_timeout)
+    app.add_middleware(NoNulInUrl)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(ApiError)(_api_error)

@@ -7,6 +7,7 @@
     │                 └── TraceError (+ ApiError)   an OTLP body that cannot be decoded     400
     │                     └── UnsupportedMediaType  neither JSON nor protobuf               415
     └── ApiError                                    answered as ``{"error": message}``      500
+        ├── StoreRejected                           events the store refuses as sent        422
         ├── StoreUnavailable                        the database did not commit (in time)   503
         └── UpstreamError                           the proxied model or a monitor's
                                                     endpoint failed or answered nonsense    502
@@ -40,8 +41,17 @@ class UnsupportedMediaType(TraceError):
     status_code = 415
 
 
+class StoreRejected(ApiError):
+    """Events the store refuses as sent (a value the database cannot hold, an idempotency key
+    already used for a different event): retrying the same request fails the same way."""
+
+    status_code = 422
+
+
 class StoreUnavailable(ApiError):
-    """The writer could not commit (database down, full, or too slow); nothing was acknowledged."""
+    """The writer did not commit (database down, full, or too slow); nothing was acknowledged.
+    A commit that took too long may still land: the message says so, and that a retry with the
+    same idempotency keys is safe."""
 
     status_code = 503
 
@@ -52,4 +62,11 @@ class UpstreamError(ApiError):
     status_code = 502
 
 
-__all__ = ["ApiError", "StoreUnavailable", "TraceError", "UnsupportedMediaType", "UpstreamError"]
+__all__ = [
+    "ApiError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "TraceError",
+    "UnsupportedMediaType",
+    "UpstreamError",
+]

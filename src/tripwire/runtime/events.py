@@ -8,12 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tripwire.runtime.jsonsafe import text_problem, value_problem
+
 EventType = Literal["message", "tool_call", "tool_result"]
 Action = Literal["allow", "flag", "defer", "block"]
 ACTIONS: tuple[Action, ...] = ("allow", "flag", "defer", "block")
 
 MAX_CONTENT_CHARS = 64_000
 MAX_ARGUMENTS_BYTES = 64_000
+MAX_KEY_CHARS = 200
+TEXT_FIELDS = ("agent", "type", "content", "tool", "session", "model", "key")
 
 
 class EventIn(BaseModel):
@@ -28,11 +32,29 @@ class EventIn(BaseModel):
     arguments: dict[str, Any] | None = None
     session: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY_CHARS,
+        description="The client's unique id of this event: an event whose key is already "
+        "stored (a retry) is answered from the store, not stored again",
+    )
+
+    @field_validator("agent", "content", "tool", "session", "model", "idempotency_key")
+    @classmethod
+    def _storable_text(cls, v: str | None) -> str | None:
+        if v is not None and (why := text_problem(v)):
+            raise ValueError(why)
+        return v
 
     @field_validator("arguments")
     @classmethod
-    def _arguments_size(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None and len(json.dumps(v, default=str)) > MAX_ARGUMENTS_BYTES:
+    def _arguments_storable(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        if why := value_problem(v):
+            raise ValueError(why)
+        if len(json.dumps(v, default=str)) > MAX_ARGUMENTS_BYTES:
             raise ValueError(f"arguments larger than {MAX_ARGUMENTS_BYTES} bytes once serialised")
         return v
 
@@ -55,9 +77,12 @@ class Event:
     session: str | None = None
     model: str | None = None
     source: str = "api"
+    key: str | None = None  # idempotency key, unique per tenant (None: never deduplicated)
 
     @classmethod
-    def from_in(cls, e: EventIn, source: str = "api") -> Event:
+    def from_in(cls, e: EventIn, source: str = "api", key: str | None = None) -> Event:
+        """The event of a validated request; ``key`` (derived from the request's
+        ``Idempotency-Key``) applies when the event brings no ``idempotency_key`` of its own."""
         return cls(
             agent=e.agent,
             type=e.type,
@@ -67,7 +92,24 @@ class Event:
             session=e.session,
             model=e.model,
             source=source,
+            key=e.idempotency_key or key,
         )
+
+    def unstorable(self) -> str | None:
+        """Why some backend would refuse this event (one line), or None. Every event is checked
+        before scoring, whatever route it came by (requests are validated earlier, with the same
+        rules, and answer 422 naming the field)."""
+        for name in TEXT_FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, str) and (why := text_problem(v)):
+                return f"{name} {why}"
+        return None if self.arguments is None else value_problem(self.arguments, "arguments")
+
+    def same_as(self, row: Any) -> bool:
+        """Whether stored row ``row`` (same idempotency key) holds this very event."""
+        mine = (self.agent, self.type, self.content, self.tool, self.session, self.model)
+        theirs = (row.agent, row.type, row.content, row.tool, row.session, row.model)
+        return mine == theirs and (self.arguments or None) == (row.arguments or None)
 
     def fields(self) -> list[str]:
         """The non-empty text fields a monitor reads: tool name, JSON arguments, content."""

@@ -8,12 +8,18 @@ Mapping, per span:
   carrying the model's output;
 - other spans (agent, chain, retriever, ...) carry no action and are skipped.
 The agent is ``gen_ai.agent.name`` (or ``agent.name``), else the resource's ``service.name``.
-The trace id becomes the event's session.
+The trace id becomes the event's session, and ``TRACE:SPAN`` the event's idempotency key: an
+exporter's retry of a stored span is not stored twice (a span repeated in one export counts once).
+
+Values no database can store are made storable rather than refused, so that no span an agent
+shaped goes unmonitored: a NUL character becomes U+FFFD, and arguments holding NaN, infinities or
+NUL become their JSON text (``{"input": "..."}``), the way non-object arguments already are.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from google.protobuf import json_format
@@ -24,8 +30,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.errors import TraceError, UnsupportedMediaType
-from tripwire.runtime.events import MAX_CONTENT_CHARS, Event
+from tripwire.runtime.events import MAX_CONTENT_CHARS, TEXT_FIELDS, Event
 
 MODEL_OPS = {"chat", "text_completion", "generate_content", "completion"}
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -63,7 +70,7 @@ def _args(v: Any) -> dict[str, Any] | None:
         return v
     if isinstance(v, str):
         try:
-            parsed = json.loads(v)
+            parsed = jsonsafe.loads(v)
         except ValueError:
             return {"input": v[:MAX_CONTENT_CHARS]}
         return parsed if isinstance(parsed, dict) else {"input": parsed}
@@ -76,7 +83,7 @@ def _output_messages(a: dict[str, Any]) -> str | None:
     raw = a.get("gen_ai.output.messages")
     if isinstance(raw, str):
         try:
-            msgs = json.loads(raw)
+            msgs = jsonsafe.loads(raw)
         except ValueError:
             return _text(raw)
         texts = []
@@ -130,6 +137,53 @@ def span_to_event(
     return None
 
 
+def _storable(ev: Event, key: str | None) -> Event:
+    """``ev`` with idempotency key ``key``, made storable on every backend (module docstring)."""
+    fix: dict[str, Any] = {
+        f: v.replace("\x00", "\ufffd")
+        for f in TEXT_FIELDS
+        if isinstance(v := getattr(ev, f), str) and jsonsafe.text_problem(v)
+    }
+    if key is not None and jsonsafe.text_problem(key):
+        key = key.replace("\x00", "\ufffd")
+    if ev.arguments is not None and jsonsafe.value_problem(ev.arguments):
+        fix["arguments"] = {"input": json.dumps(ev.arguments, default=str)[:MAX_CONTENT_CHARS]}
+    return replace(ev, key=key, **fix)
+
+
+def _json_request(body: bytes, req: ExportTraceServiceRequest) -> list[tuple[str, str]]:
+    """Fill ``req`` from OTLP JSON; the spans' (trace id, span id), hex, in order."""
+    try:
+        raw = jsonsafe.loads(body)
+    except ValueError as exc:
+        raise TraceError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TraceError("OTLP JSON body must be an object with 'resourceSpans'")
+    # OTLP JSON writes ids as hex, protobuf's JSON mapping expects base64: keep them aside. A
+    # list that is not one is left to the protobuf parser, which names it.
+    ids: list[tuple[str, str]] = []
+
+    def items(obj: Any, name: str) -> list[Any]:
+        v = obj.get(name, []) if isinstance(obj, dict) else []
+        return v if isinstance(v, list) else []
+
+    for rs in items(raw, "resourceSpans"):
+        for ss in items(rs, "scopeSpans"):
+            for sp in items(ss, "spans"):
+                if isinstance(sp, dict):
+                    ids.append(
+                        (str(sp.get("traceId") or "")[:64], str(sp.get("spanId") or "")[:32])
+                    )
+                    for k in _ID_KEYS:
+                        sp.pop(k, None)
+    try:
+        json_format.ParseDict(raw, req, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        msg = str(exc).splitlines()[0][:200] if str(exc) else "invalid"
+        raise TraceError(f"body is not an OTLP ExportTraceServiceRequest: {msg}") from exc
+    return ids
+
+
 def parse_request(body: bytes, content_type: str) -> list[Event]:
     """Decode an OTLP ``ExportTraceServiceRequest`` (JSON or protobuf) into events.
 
@@ -139,50 +193,36 @@ def parse_request(body: bytes, content_type: str) -> list[Event]:
     """
     req = ExportTraceServiceRequest()
     ctype = content_type.split(";")[0].strip().lower()
-    hex_ids: list[str | None] = []
+    hex_ids: list[tuple[str, str]] = []
     if ctype == "application/x-protobuf":
         try:
             req.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
             raise TraceError("body is not a valid OTLP protobuf ExportTraceServiceRequest") from exc
     elif ctype == "application/json":
-        try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise TraceError(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise TraceError("OTLP JSON body must be an object with 'resourceSpans'")
-        # OTLP JSON writes ids as hex, protobuf's JSON mapping expects base64: keep them aside.
-        for rs in (
-            raw.get("resourceSpans", []) if isinstance(raw.get("resourceSpans"), list) else []
-        ):
-            for ss in rs.get("scopeSpans", []) if isinstance(rs, dict) else []:
-                for sp in ss.get("spans", []) if isinstance(ss, dict) else []:
-                    if isinstance(sp, dict):
-                        tid = sp.get("traceId")
-                        hex_ids.append(str(tid)[:64] if tid else None)
-                        for k in _ID_KEYS:
-                            sp.pop(k, None)
-        try:
-            json_format.ParseDict(raw, req, ignore_unknown_fields=True)
-        except (json_format.ParseError, ValueError, TypeError) as exc:
-            msg = str(exc).splitlines()[0][:200] if str(exc) else "invalid"
-            raise TraceError(f"body is not an OTLP ExportTraceServiceRequest: {msg}") from exc
+        hex_ids = _json_request(body, req)
     else:
         raise UnsupportedMediaType(
             f"unsupported content type {ctype!r}: use application/json or application/x-protobuf"
         )
     out: list[Event] = []
+    seen: set[str] = set()
     i = 0
     for rs in req.resource_spans:
         resource = _attrs(rs.resource.attributes)
         for ss in rs.scope_spans:
             for sp in ss.spans:
-                session = hex_ids[i] if i < len(hex_ids) else (sp.trace_id.hex() or None)
+                trace, span = (
+                    hex_ids[i] if i < len(hex_ids) else (sp.trace_id.hex(), sp.span_id.hex())
+                )
                 i += 1
-                ev = span_to_event(_attrs(sp.attributes), resource, session)
-                if ev is not None:
-                    out.append(ev)
+                key = f"{trace}:{span}" if trace and span else None
+                ev = span_to_event(_attrs(sp.attributes), resource, trace or None)
+                if ev is None or (key is not None and key in seen):
+                    continue
+                if key is not None:
+                    seen.add(key)
+                out.append(_storable(ev, key))
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tripwire.runtime import jsonbody
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.errors import UpstreamError
 from tripwire.runtime.events import ACTIONS, Event
 from tripwire.runtime.proxy_answer import Reading, assemble_stream, malformed
@@ -59,12 +59,21 @@ def _sse_chunks(raw: bytes) -> list[Any]:
         if data == "[DONE]":
             break
         try:
-            out.append(jsonbody.loads(data, what="upstream stream chunk"))
-        except jsonbody.JsonError as exc:
+            chunk = jsonsafe.loads(data, what="upstream stream chunk")
+        except jsonsafe.JsonError as exc:
             raise UpstreamError(str(exc)) from exc
+        out.append(_storable(chunk, "upstream stream chunk"))
     if not out:
         raise UpstreamError("upstream answer is not a chat completion stream (no data chunks)")
     return out
+
+
+def _storable(data: Any, what: str) -> Any:
+    """``data`` when every value in it can be stored (no NUL, finite numbers), else a 502: the
+    answer would be scored, and its events stored, on both databases alike."""
+    if why := jsonsafe.value_problem(data, what):
+        raise UpstreamError(why)
+    return data
 
 
 def _choices(data: Any) -> list[dict[str, Any]]:
@@ -107,8 +116,8 @@ async def forward(
         raise UpstreamError("upstream answer too large")
     if not stream:
         try:
-            data = jsonbody.loads(r.content, what="upstream answer")
-        except jsonbody.JsonError as exc:
+            data = _storable(jsonsafe.loads(r.content, what="upstream answer"), "upstream answer")
+        except jsonsafe.JsonError as exc:
             raise UpstreamError(str(exc)) from exc
         choices = _choices(data)
         messages = {i: c.get("message") for i, c in enumerate(choices)}

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tripwire.runtime import jsonbody
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.errors import UpstreamError
 from tripwire.runtime.events import MAX_ARGUMENTS_BYTES, MAX_CONTENT_CHARS, Event
 
@@ -159,8 +159,8 @@ class Reading:
             args = raw
         elif isinstance(raw, str):
             try:
-                parsed = jsonbody.loads(raw, what="arguments") if raw.strip() else None
-            except jsonbody.JsonError:
+                parsed = jsonsafe.loads(raw, what="arguments") if raw.strip() else None
+            except jsonsafe.JsonError:
                 parsed = raw
             args = parsed if isinstance(parsed, dict) or parsed is None else {"raw": parsed}
         else:

@@ -70,7 +70,22 @@ def event_row(tenant_id: int, e: Event, verdict: Verdict, now: datetime) -> dict
         "action": verdict.action,
         "verdicts": verdict.as_json(),
         "received_at": now,
+        "idempotency_key": e.key,
     }
+
+
+def events_by_key(
+    conn: Connection, tenant_id: int, keys: Sequence[str]
+) -> tuple[dict[str, AnyRow], set[int]]:
+    """A tenant's stored events with these idempotency keys (by key), and which of them went to
+    the audit queue (their ids)."""
+    q = select(store.events).where(_ev.tenant_id == tenant_id, _ev.idempotency_key.in_(keys))
+    rows = {str(r.idempotency_key): r for r in conn.execute(q)}
+    if not rows:
+        return {}, set()
+    ids = [r.id for r in rows.values()]
+    aq = select(_au.event_id).where(_au.tenant_id == tenant_id, _au.event_id.in_(ids))
+    return rows, {int(i) for i in conn.execute(aq).scalars()}
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -367,6 +382,7 @@ __all__ = [
     "drift_state",
     "ensure_tenant",
     "event_row",
+    "events_by_key",
     "events_by_action",
     "last_events",
     "latest_agent_event_id",

@@ -5,6 +5,14 @@ the transaction holding those events has committed, so a 2xx always means "store
 requests are committed together (group commit), which is what lets SQLite take thousands of
 events a second while every acknowledgement still waits for its commit. One thread owns all
 monitor, honeypot and drift state, so none of it needs locks.
+
+One request never fails another: its events are checked against what every backend can store
+before scoring, and when a group's transaction fails all the same, its requests are committed one
+by one, so only the one at fault fails (as one PostgreSQL client's error never aborts another's
+transaction). Events with an idempotency key that is already stored are answered from the store,
+not stored again; two requests sharing a key are never in one group, so the second finds the
+first's events. A waiter that gave up before the writer took its request leaves nothing stored;
+once taken, a request is committed and answered even when nobody waits any more.
 """
 
 from __future__ import annotations
@@ -15,32 +23,35 @@ import multiprocessing
 import os
 import queue
 import threading
+from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DataError
 
 from tripwire.runtime import queries, store
 from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm, features
-from tripwire.runtime.errors import StoreUnavailable
+from tripwire.runtime.errors import ApiError, StoreRejected, StoreUnavailable
 from tripwire.runtime.events import Event
+from tripwire.runtime.groupcommit import (
+    Job,
+    Part,
+    Stored,
+    insert,
+    replay,
+    stored,
+    unreachable,
+)
 from tripwire.runtime.lifeline import die_with_parent
-from tripwire.runtime.pipeline import Pipeline, Processed, RuntimeConfig
+from tripwire.runtime.pipeline import Pipeline, RuntimeConfig
 
 log = logging.getLogger("tripwire.runtime")
 
 REPLAY_LIMIT = 5000
 COMMIT_TIMEOUT = 30.0
-
-
-@dataclass
-class _Job:
-    tenant: int
-    events: list[Event]
-    future: Future[list[dict[str, Any]]]
 
 
 class Service:
@@ -57,7 +68,7 @@ class Service:
         self.config = config
         self.max_batch = max_batch
         self.pipelines: dict[int, Pipeline] = {}
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         # Drift calibration (bootstrap run lengths, about a second per agent) runs in a separate
         # process so it never holds the GIL the ingest path needs.
         self._calib: Executor | None = (
@@ -90,21 +101,38 @@ class Service:
     def submit(self, tenant: int, events: list[Event]) -> Future[list[dict[str, Any]]]:
         """Queue events; after commit the future gives ``[{id, score, action, audit, ...}]``."""
         fut: Future[list[dict[str, Any]]] = Future()
-        self._queue.put(_Job(tenant, events, fut))
+        self._queue.put(Job(tenant, events, fut))
         return fut
 
     async def commit(
         self, tenant: int, events: list[Event], timeout: float = COMMIT_TIMEOUT
     ) -> list[dict[str, Any]]:
         """:meth:`submit` for a request handler: await the commit, or raise
-        :class:`StoreUnavailable` (nothing acknowledged) when it fails or takes over ``timeout``."""
+        :class:`StoreUnavailable` (nothing acknowledged) when it fails or takes over ``timeout``
+        (then the commit may still land: the message says so), :class:`StoreRejected` when the
+        database refuses the request's own values."""
+        retry = (
+            "retrying with the same idempotency keys is safe"
+            if events and all(e.key is not None for e in events)
+            else "a retry may store them twice (send an Idempotency-Key to make retries safe)"
+        )
         try:
             return await asyncio.wait_for(asyncio.wrap_future(self.submit(tenant, events)), timeout)
         except TimeoutError as exc:
-            raise StoreUnavailable("the store did not commit in time; retry") from exc
+            raise StoreUnavailable(
+                f"the store did not answer within {timeout:g} s: the events may or may not "
+                f"be stored; {retry}"
+            ) from exc
+        except ApiError:
+            raise
+        except DataError as exc:
+            raise StoreRejected(
+                "the database refused a value of these events (DataError); nothing was stored"
+            ) from exc
         except Exception as exc:
             raise StoreUnavailable(
-                f"the store is unavailable ({type(exc).__name__}); retry"
+                f"the store is unavailable ({type(exc).__name__}): the events were not "
+                f"acknowledged; {retry}"
             ) from exc
 
     def process_now(self, tenant: int, events: list[Event]) -> list[dict[str, Any]]:
@@ -143,23 +171,36 @@ class Service:
 
     # -- writer thread ----------------------------------------------------------------------
     def _loop(self) -> None:
+        held: deque[Job] = deque()  # jobs sharing a key with the group before: next group
+        stop = False
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs = [job]
-            n = len(job.events)
-            stop = False
+            jobs: list[Job] = []
+            keys: set[tuple[int, str]] = set()
+            later: list[Job] = []
+            n = 0
             while n < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
+                if held:
+                    job: Job | None = held.popleft()
+                elif stop:
                     break
-                if nxt is None:
+                else:
+                    try:
+                        job = self._queue.get(block=not jobs)
+                    except queue.Empty:
+                        break
+                if job is None:
                     stop = True
-                    break
-                jobs.append(nxt)
-                n += len(nxt.events)
+                    continue
+                ks = job.idem_keys()
+                if ks & keys:
+                    later.append(job)
+                    continue
+                keys |= ks
+                jobs.append(job)
+                n += len(job.events)
+            held.extendleft(reversed(later))
+            if not jobs:
+                return
             try:
                 self._write(jobs)
             except Exception as exc:  # the DB is down or full: fail these requests, keep serving
@@ -167,8 +208,6 @@ class Service:
                 for j in jobs:
                     if not j.future.done():
                         j.future.set_exception(exc)
-            if stop:
-                return
 
     def _pipeline(self, tenant: int) -> Pipeline:
         p = self.pipelines.get(tenant)
@@ -182,65 +221,92 @@ class Service:
             self.pipelines[tenant] = p
         return p
 
-    def _write(self, jobs: list[_Job]) -> None:
+    def _write(self, jobs: list[Job]) -> None:
+        # A waiter that gave up before its turn: nothing of it is stored. From here on a future
+        # can no longer be cancelled, so no waiter that gives up can fail this group.
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         now = datetime.now(UTC)
-        rows: list[dict[str, Any]] = []
-        meta: list[tuple[_Job, Pipeline, Event, Processed]] = []
+        found = stored(self.engine, jobs)
+        parts: list[Part] = []
         for j in jobs:
-            if not j.events:
-                continue
-            p = self._pipeline(j.tenant)
-            for e in j.events:
-                pr = p.process(e)
-                rows.append(queries.event_row(j.tenant, e, pr.verdict, now))
-                meta.append((j, p, e, pr))
-        if not rows:
-            for j in jobs:
-                j.future.set_result([])
-            return
-        with self.engine.begin() as conn:
-            ids = queries.insert_events(conn, rows)
-            alerts: list[Alert] = []
-            audit_rows: list[dict[str, Any]] = []
-            touched: dict[int, Pipeline] = {}
-            for eid, (j, p, e, pr) in zip(ids, meta, strict=True):
-                v = pr.verdict
-                if v.action != "allow":
-                    alerts.append(Alert.for_verdict(j.tenant, eid, e.agent, v, now))
-                if pr.audit_reason is not None:
-                    audit_rows.append(
-                        queries.audit_row(j.tenant, eid, v.score, pr.audit_reason, now)
-                    )
-                alerts.extend(Alert.for_demotion(j.tenant, h, now) for h in pr.demoted)
-                if pr.honeypot:
-                    touched[j.tenant] = p
-            queries.insert_alerts(conn, alerts)
-            queries.insert_audit_items(conn, audit_rows)
-            for tenant, p in touched.items():
-                self._save_health(conn, tenant, p, now)
-        results: dict[int, list[dict[str, Any]]] = {}
-        for eid, (j, _p, _e, pr) in zip(ids, meta, strict=True):
-            results.setdefault(id(j), []).append(
-                {
-                    "id": eid,
-                    "score": round(pr.verdict.score, 4),
-                    "action": pr.verdict.action,
-                    "audit": pr.verdict.audit,
-                    "monitors": pr.verdict.as_json(),
-                }
-            )
-        for j in jobs:
-            j.future.set_result(results.get(id(j), []))
-        self._after_commit(list(ids), meta, now)
+            try:
+                parts.append(self._prepare(j, found))
+            except ApiError as exc:  # this request's own fault: it alone fails
+                j.future.set_exception(exc)
+        fresh = [pt for pt in parts if pt.new]
+        self._insert_isolated(fresh, now)
+        for pt in parts:
+            if not pt.job.future.done():
+                pt.job.future.set_result(pt.answer())
+        self._after_commit([pt for pt in fresh if pt.ids], now)
 
-    def _after_commit(
-        self, ids: list[int], meta: list[tuple[_Job, Pipeline, Event, Processed]], now: datetime
-    ) -> None:
+    def _prepare(self, j: Job, found: dict[int, Stored]) -> Part:
+        """Check a request's events, answer the stored ones, score the rest; raises
+        :class:`StoreRejected` (nothing scored) for an event no backend can store or a key
+        already used for a different event."""
+        rows, audited = found.get(j.tenant, ({}, set()))
+        part = Part(j, [None] * len(j.events))
+        first: dict[str, int] = {}
+        for i, e in enumerate(j.events):
+            where = f"events[{i}]: " if len(j.events) > 1 else ""
+            if why := e.unstorable():
+                raise StoreRejected(f"{where}{why}")
+            if e.key is not None and first.setdefault(e.key, i) != i:
+                raise StoreRejected(
+                    f"{where}idempotency key {e.key!r} repeats that of events[{first[e.key]}]"
+                )
+            row = rows.get(e.key) if e.key is not None else None
+            if row is not None:
+                if not e.same_as(row):
+                    raise StoreRejected(
+                        f"{where}idempotency key {e.key!r} was already used for a different "
+                        f"event (id {row.id}); use a new key for a new event"
+                    )
+                part.answers[i] = replay(row, audited)
+        for i, e in enumerate(j.events):
+            if part.answers[i] is None:
+                p = self._pipeline(j.tenant)
+                part.new.append((i, p, e, p.process(e)))
+        return part
+
+    def _insert_isolated(self, parts: list[Part], now: datetime) -> None:
+        """Commit ``parts`` in one transaction; when it fails, commit them one by one, so that
+        only the request at fault fails."""
+        if not parts:
+            return
+        try:
+            with self.engine.begin() as conn:
+                insert(conn, parts, now)
+            return
+        except Exception as exc:
+            if len(parts) == 1:
+                log.error("commit failed: %s", type(exc).__name__)
+                parts[0].fail(exc)
+                return
+            log.warning(
+                "group commit failed (%s): committing its %d requests one by one",
+                type(exc).__name__,
+                len(parts),
+            )
+        for n, pt in enumerate(parts):
+            try:
+                with self.engine.begin() as conn:
+                    insert(conn, [pt], now)
+            except Exception as exc:
+                log.error("commit failed: %s", type(exc).__name__)
+                pt.fail(exc)
+                if unreachable(exc):
+                    for rest in parts[n + 1 :]:
+                        rest.fail(exc)
+                    return
+
+    def _after_commit(self, parts: list[Part], now: datetime) -> None:
         alarms: list[tuple[int, Alarm]] = []
-        for eid, (j, p, e, pr) in zip(ids, meta, strict=True):
-            if p.drift is not None and e.agent not in p.drift.agents:
-                self._restore_agent(j.tenant, p, e.agent, eid)
-            alarms.extend((j.tenant, a) for a in p.committed(eid, e, pr.verdict))
+        for pt in parts:
+            for eid, (_i, p, e, pr) in zip(pt.ids, pt.new, strict=True):
+                if p.drift is not None and e.agent not in p.drift.agents:
+                    self._restore_agent(pt.job.tenant, p, e.agent, eid)
+                alarms.extend((pt.job.tenant, a) for a in p.committed(eid, e, pr.verdict))
         if not alarms and not self._state_rows:
             return
         with self.engine.begin() as conn:
@@ -270,19 +336,6 @@ class Service:
             for f, kinds in a.params.items()
             for k, p in kinds.items()
         ]
-
-    def _save_health(self, conn: Connection, tenant: int, p: Pipeline, now: datetime) -> None:
-        for name, h in p.guard.health.items():
-            vals = {
-                "trusted": h.trusted,
-                "demoted": h.demoted,
-                "honeypots_sent": h.sent,
-                "honeypots_caught": h.caught,
-                "cusum": h.cusum.stat,
-                "demoted_at": now if h.demoted else None,
-                "updated_at": now,
-            }
-            queries.save_monitor_health(conn, tenant, name, vals)
 
     def _restore_health(self, tenant: int, p: Pipeline) -> None:
         with self.engine.connect() as conn:

@@ -88,8 +88,12 @@ events = Table(
     Column("action", String(10), nullable=False),
     Column("verdicts", JSON, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # The client's id of the event (or one derived from its request or OTLP span): a retry of a
+    # stored event finds it here instead of storing it twice. NULL (no key) is never a duplicate.
+    Column("idempotency_key", String(255), nullable=True),
     Index("ix_events_tenant_id", "tenant_id", "id"),
     Index("ix_events_tenant_agent", "tenant_id", "agent", "id"),
+    Index("ux_events_tenant_key", "tenant_id", "idempotency_key", unique=True),
 )
 
 alerts = Table(

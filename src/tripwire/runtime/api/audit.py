@@ -38,7 +38,7 @@ def get_audit(
 def decide_audit(
     tid: Tenant,
     engine: EngineDep,
-    item_id: Annotated[int, Path(ge=1, le=2**62)],
+    item_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # an INTEGER column
     decision: AuditDecision,
 ) -> AuditDecided:
     """Record a human's decision on one audit item."""

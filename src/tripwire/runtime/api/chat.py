@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from tripwire.runtime import jsonbody
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.api.deps import ConfigDep, ServiceDep, Tenant
 from tripwire.runtime.api.schemas import ErrorBody
 from tripwire.runtime.events import Event
@@ -36,9 +36,11 @@ async def chat_completions(
     if cfg.upstream is None:
         raise HTTPException(404, "proxy mode is off: start the service with --upstream URL")
     try:
-        body = jsonbody.loads(await request.body())
-    except jsonbody.JsonError as exc:
+        body = jsonsafe.loads(await request.body())
+    except jsonsafe.JsonError as exc:
         raise HTTPException(400, str(exc)) from exc
+    if why := jsonsafe.value_problem(body, "body"):
+        raise HTTPException(400, why)
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise HTTPException(400, "body must be a chat completion request with 'messages'")
     agent = request.headers.get("x-tripwire-agent") or str(body.get("user") or "proxy")

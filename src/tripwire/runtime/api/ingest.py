@@ -1,18 +1,23 @@
 """Ingest routes: native events (one or a batch) and OTLP/HTTP trace exports.
 
 Both answer only after the writer has committed the events; a failed or slow commit answers 503
-(:class:`~tripwire.runtime.errors.StoreUnavailable`) and acknowledges nothing.
+(:class:`~tripwire.runtime.errors.StoreUnavailable`) and acknowledges nothing. Retries are safe
+when events carry idempotency keys: an ``Idempotency-Key`` header (event ``i`` of the request gets
+``KEY#i``), an event's own ``idempotency_key``, or, for OTLP, the span's trace and span ids. An
+event already stored under its key is answered as it was the first time, not stored again.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from tripwire.runtime import jsonsafe
 from tripwire.runtime.api.deps import ServiceDep, Tenant
 from tripwire.runtime.api.schemas import (
     EVENTS,
@@ -25,8 +30,36 @@ from tripwire.runtime.events import Event
 from tripwire.runtime.ingest_otlp import parse_request, response_body
 
 router = APIRouter(
-    tags=["ingest"], responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+    tags=["ingest"],
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Makes retries safe: a request whose events are stored under this key is "
+        "answered from the store instead of storing them again",
+    ),
+]
+
+
+def _invalid(raw: bytes, exc: ValidationError) -> Exception:
+    """The 422 of a body that does not validate; parsing it again for the error's sake is
+    bounded (a body nested too deeply gets its own one line)."""
+    errs = exc.errors()
+    if any("recursion limit" in str(e.get("msg", "")) for e in errs):
+        return HTTPException(
+            422, f"body nests deeper than {jsonsafe.MAX_DEPTH} levels: flatten the arguments"
+        )
+    try:
+        body = jsonsafe.loads(raw, allow_inf_nan=True)
+    except ValueError:
+        body = None
+    return RequestValidationError(errs, body=body)
 
 
 @router.post(
@@ -39,22 +72,22 @@ router = APIRouter(
         }
     },
 )
-async def post_events(request: Request, tid: Tenant, service: ServiceDep) -> Response:
+async def post_events(
+    request: Request, tid: Tenant, service: ServiceDep, key: IdempotencyKey = None
+) -> Response:
     """Store and score one event, or a batch ``{"events": [...]}``. Answers 200 only after the
     events are committed; the answer carries each verdict (allow / flag / defer / block), so an
-    agent harness can call this before executing a step."""
+    agent harness can call this before executing a step. With an ``Idempotency-Key`` (or
+    events' own ``idempotency_key``) a retry is answered from the store, never stored twice."""
     # Parsed straight from bytes by pydantic's JSON validator: this is the hot path.
     raw = await request.body()
     try:
         payload = EVENTS.validate_json(raw)
     except ValidationError as exc:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        raise RequestValidationError(exc.errors(), body=body) from exc
+        raise _invalid(raw, exc) from exc
     items = payload.events if isinstance(payload, EventBatch) else [payload]
-    out = await service.commit(tid, [Event.from_in(e) for e in items])
+    evs = [Event.from_in(e, key=None if key is None else f"{key}#{i}") for i, e in enumerate(items)]
+    out = await service.commit(tid, evs)
     return Response(
         json.dumps({"accepted": len(out), "events": out}), media_type="application/json"
     )

@@ -30,7 +30,7 @@ from tripwire.runtime.events import Action
 router = APIRouter(tags=["read"], responses={401: {"model": ErrorBody}})
 health_router = APIRouter(tags=["service"])
 
-AfterId = Annotated[int, Query(ge=0, le=2**62)]
+AfterId = Annotated[int, Query(ge=0, le=2**31 - 1)]  # ids are INTEGER columns
 Limit = Annotated[int, Query(ge=1, le=1000)]
 MAX_DRIFT_LAST = 5000
 

@@ -100,6 +100,9 @@ class StoredEvent(BaseModel):
     action: Action
     verdicts: list[MonitorScore]
     received_at: str = Field(description="ISO 8601")
+    idempotency_key: str | None = Field(
+        default=None, description="the key it was stored under (given or derived), if any"
+    )
     evaluation: Evaluation
 
 
