@@ -9,6 +9,7 @@ been seen in the last 30 seconds.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,19 @@ from sqlalchemy import Engine
 from tripwire.errors import UsageError
 from tripwire.runtime import queries
 
+#: A tenant name: 1-64 letters, digits and ``. _ - @ :``, starting with a letter or digit.
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}")
+
+
+def check_tenant(tenant: str) -> str:
+    """``tenant`` if it is a valid tenant name (:data:`TENANT_NAME`), else one line saying so."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise UsageError(
+            f"tenant name {tenant!r} is not valid: use 1-64 letters, digits and . _ - @ :, "
+            "starting with a letter or digit"
+        )
+    return tenant
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -25,9 +39,7 @@ def hash_key(key: str) -> str:
 
 def create_key(engine: Engine, tenant: str) -> str:
     """Create ``tenant`` if new, add a key for it, return the key (the only time it is seen)."""
-    tenant = tenant.strip()
-    if not tenant or len(tenant) > 200:
-        raise UsageError("tenant name must be 1-200 characters")
+    check_tenant(tenant)
     prefix = secrets.token_hex(4)
     key = f"tw_{prefix}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)
@@ -69,4 +81,4 @@ class KeyCache:
         return tid
 
 
-__all__ = ["KeyCache", "create_key", "hash_key", "tenant_for"]
+__all__ = ["TENANT_NAME", "KeyCache", "check_tenant", "create_key", "hash_key", "tenant_for"]
