@@ -142,6 +142,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     ("eval-table-not-a-log", ["eval", "table", "file.txt"], "not an Inspect log"),
     ("eval-table-missing", ["eval", "table", "nothing.eval"], "does not exist"),
+    ("eval-provider", ["eval", "run", "all", "--model", "nope/x", "--limit", "1"], "provider"),
+    ("judge-provider", ["eval", "validate-judge", "--grader", "nope/x"], "provider 'nope'"),
     ("unknown-command", ["nosuchcommand"], "No such command"),
     ("unknown-option", ["info", "--nosuchoption"], "No such option"),
 ]
@@ -160,15 +162,19 @@ def _snapshot(root: Path) -> dict[str, str]:
 def _run(root: Path, args: list[str]) -> tuple[subprocess.CompletedProcess[str], bool]:
     """``tripwire ARGS`` in ``root``, and whether ``root`` is unchanged afterwards."""
     before = _snapshot(root)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=root,
-        env={**env(), "TRIPWIRE_HOME": str(root / "home"), "COLUMNS": "200"},
-    )
+    argv = [sys.executable, "-m", "tripwire.cli", *args]
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=180,  # bad input is refused in seconds; this is a command that went to work
+            check=False,
+            cwd=root,
+            env={**env(), "TRIPWIRE_HOME": str(root / "home"), "COLUMNS": "200"},
+        )
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(argv, -9, "", "still working after 180 s")
     return proc, _snapshot(root) == before
 
 

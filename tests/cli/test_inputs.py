@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tripwire.cli import app
-from tripwire.cli._inputs import check_in_file, check_out_dir, check_out_file
 from tripwire.errors import UsageError
-from tripwire.runtime.keys import check_tenant
 
 runner = CliRunner()
 
 
 def test_output_paths(tmp_path: Path) -> None:
+    from tripwire.cli._inputs import check_in_file, check_out_dir, check_out_file
+
     (tmp_path / "f").write_text("x")
     check_out_file(tmp_path / "new" / "deeper" / "r.json")  # folders are made at write time
     check_out_dir(tmp_path / "new" / "report")
@@ -39,11 +39,15 @@ def test_output_paths(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["ops", "tenant-a", "team.b_2@corp:eu", "x" * 64])
 def test_tenant_names_that_are_accepted(name: str) -> None:
+    from tripwire.runtime.keys import check_tenant
+
     assert check_tenant(name) == name
 
 
 @pytest.mark.parametrize("name", ["", " ", " ops", "a b", "a/b", "-ops", "x" * 65, "é", "a\n"])
 def test_tenant_names_that_are_refused(name: str) -> None:
+    from tripwire.runtime.keys import check_tenant
+
     with pytest.raises(UsageError, match="tenant name"):
         check_tenant(name)
 

@@ -55,9 +55,9 @@ def check_out_dir(path: Path | None, flag: str = "--out") -> None:
     _check_can_create(path, flag)
 
 
-def check_in_file(path: Path | None, flag: str) -> None:
-    """A file to read: it exists, is a file and is readable."""
-    if path is None or str(path) == "-":
+def check_in_file(path: Path | None, flag: str, stdin: bool = False) -> None:
+    """A file to read: it exists, is a file and is readable (``-`` where ``stdin`` allows)."""
+    if path is None or (stdin and str(path) == "-"):
         return
     if not path.exists():
         raise UsageError(f"{flag} {path} does not exist")

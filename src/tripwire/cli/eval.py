@@ -39,6 +39,22 @@ def _model_args(pairs: list[str] | None) -> dict[str, str]:
     return args
 
 
+def _check_provider(model: str | None, flag: str = "--model") -> None:
+    """An Inspect ``provider/model`` name whose provider is registered, checked before a run
+    starts (Inspect has no public lookup; this is the one ``get_model`` uses)."""
+    from inspect_ai._util.registry import registry_find, registry_unqualified_name
+
+    api, sep, _ = (model or "").partition("/")
+    if not (api and sep):
+        return  # Inspect's own message covers a name without a provider
+    found = registry_find(lambda i: i.type == "modelapi" and registry_unqualified_name(i) == api)
+    if not found:
+        raise UsageError(
+            f"{flag} {model!r}: no Inspect model provider {api!r} (e.g. tripwire/scripted-scheme, "
+            "openai/<model>, hf/<model>)"
+        )
+
+
 def _print(rows: list[Row], title: str) -> None:
     labelled = any(r.label for r in rows)
     cols = ["task", "condition", "measure", "n", "rate %", "95% CI", "diff pp", "95% CI "]
@@ -131,6 +147,8 @@ def run_cmd(
         from tripwire.behavior.runner import run_scenarios
 
     check_out_dir(log_dir, "--log-dir")
+    _check_provider(model)
+    _check_provider(grader, "--grader")
     _, rows = run_scenarios(
         scenarios,
         model,
@@ -211,6 +229,7 @@ def steer_cmd(
     except ValueError:
         raise typer.BadParameter(f"strengths must be numbers, got {strengths!r}") from None
     check_out_dir(log_dir, "--log-dir")
+    _check_provider(model)
     rows = steering_comparison(
         scenario,
         model,
@@ -244,6 +263,7 @@ def audit_cmd(
         from tripwire.behavior.runner import behavior_audit
 
     check_out_dir(out)
+    _check_provider(model)
     section = behavior_audit(
         model,
         [s.strip() for s in scenarios.split(",") if s.strip()],
@@ -275,6 +295,7 @@ def validate_judge_cmd(
         from tripwire.behavior.judge import validate
 
     args: dict[str, Any] = dict(_model_args(model_arg))
+    _check_provider(grader, "--grader")
     model = get_model(grader, **args)
     results = asyncio.run(validate(model))
     if as_json:

@@ -134,7 +134,7 @@ def serve(
         raise UsageError(f"unknown --log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
     _check_host(host)
     check_in_file(policy, "--policy")
-    check_in_file(honest, "--honest")
+    check_in_file(honest, "--honest", stdin=True)
     with needs_extra("runtime", "serve"):
         import uvicorn
 
@@ -274,7 +274,7 @@ def watch(
         from tripwire.runtime.pipeline import RuntimeConfig
         from tripwire.runtime.watch import run_watch
 
-    check_in_file(trace, "trace file")
+    check_in_file(trace, "trace file", stdin=True)
     check_in_file(policy, "--policy")
     check_sqlite_file(db)
     check_out_file(summary, "--summary")
