@@ -19,7 +19,6 @@ which turns on the validation block (how well the score ranks the label-1 rows).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from tripwire.models.chat import Message, Rendered, render_chat, render_with_res
 from tripwire.models.loading import LocalModel
 from tripwire.stats import auroc, auroc_ci
 from tripwire.whitebox.capture import capture
+from tripwire.whitebox.datasets import json_line, read_text_file
 
 ROLES = ("system", "user", "assistant")
 SNIPPET = 100
@@ -85,17 +85,11 @@ def read_chat_jsonl(path: str | Path) -> list[ChatExample]:
         DataError: the file is missing or empty, or a line is malformed (with its number).
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p} does not exist; pass a JSONL file of chat examples")
     out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
-        out.append(_check_row(p, n, row))
+    text = read_text_file(p, "; pass a JSONL file of chat examples")
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            out.append(_check_row(p, n, json_line(p, n, line)))
     if not out:
         raise DataError(f"{p} holds no examples")
     return out

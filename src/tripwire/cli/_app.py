@@ -5,6 +5,9 @@
   input (nothing written), 1 for a run that failed. typer's own usage errors exit 2.
 * **Flags render as flags.** typer's rich help prints ``<bool>`` after every flag (``--json
   <bool>``) although ``--json true`` is an error; here a flag shows no type.
+* **Usage errors are one line too.** typer's own (a missing option, a value out of range, an
+  unknown command or option) print ``error: <what> (see `<command> --help`)`` instead of the
+  usage block and panel; a float option that is not finite (``nan``, ``inf``) is one of them.
 * **A missing extra is a usage error.** A command whose optional dependencies are not installed
   (``runtime``, ``behavior``) exits 2 with the ``pip install`` line (:func:`needs_extra`).
 * **``--json`` has one meaning**: print the machine-readable result on stdout. Files are
@@ -14,11 +17,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import typer
+from typer._click import Context
+from typer._click.exceptions import NoArgsIsHelpError
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand, TyperGroup
 
 from tripwire.cli._output import fail
@@ -73,6 +80,31 @@ def legacy_json_file(args: list[str]) -> list[str]:
     return rewritten
 
 
+def usage_fail(ctx: Context, exc: ClickUsageError) -> NoReturn:
+    """typer's usage error as the one ``error:`` line (exit code 2)."""
+    what = " ".join(exc.format_message().split()).rstrip(".")
+    fail(UsageError(f"{what} (see `{(exc.ctx or ctx).command_path} --help`)"))
+
+
+@contextmanager
+def _one_line_usage(ctx: Context) -> Iterator[None]:
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # shows the help, as it should
+    except ClickUsageError as exc:
+        usage_fail(ctx, exc)
+
+
+def _check_finite(ctx: Context) -> None:
+    """Every float option holds a finite number (a range lets ``nan`` through)."""
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(value, float) and not math.isfinite(value):
+            hint = f"'{(getattr(param, 'opts', None) or [param.name])[0]}'"
+            raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param_hint=hint)
+
+
 class Command(TyperCommand):
     """A command with the conventions above."""
 
@@ -82,16 +114,20 @@ class Command(TyperCommand):
         return _flags_untyped(super().get_params(ctx))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if self.legacy_json_file:
-            new = legacy_json_file(args)
-            if new != args and new.count("--out") > 1:
-                ctx.fail("--json FILE is the old spelling of --out FILE; give only --out FILE")
-            args = new
-        return super().parse_args(ctx, args)
+        with _one_line_usage(ctx):
+            if self.legacy_json_file:
+                new = legacy_json_file(args)
+                if new != args and new.count("--out") > 1:
+                    ctx.fail("--json FILE is the old spelling of --out FILE; give only --out FILE")
+                args = new
+            rest = super().parse_args(ctx, args)
+            _check_finite(ctx)
+            return rest
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with _one_line_usage(ctx):
+                return super().invoke(ctx)
         except TripwireError as exc:
             fail(exc)
 
@@ -105,6 +141,14 @@ class JsonFileCommand(Command):
 class Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _flags_untyped(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        with _one_line_usage(ctx):
+            return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        with _one_line_usage(ctx):
+            return super().resolve_command(ctx, args)
 
 
 class App(typer.Typer):

@@ -28,7 +28,9 @@ Adapter = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
 Dtype = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16")]
-Seed = Annotated[int, typer.Option("--seed", help="random seed; the same seed gives the same run")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="random seed; the same seed gives the same run")
+]
 Json = Annotated[
     bool,
     typer.Option("--json", help="print the result as JSON on stdout (no table, no progress)"),

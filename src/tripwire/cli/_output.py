@@ -1,7 +1,8 @@
 """Where a command's output goes: results on stdout, progress and errors on stderr.
 
 ``--json`` output is the result alone on stdout (no progress bar, no table), so it pipes into
-``jq``. The progress bar is cleared before an error is printed, so the error line stands alone.
+``jq``. The progress bar is cleared before an error is printed, so the error line stands alone
+(:func:`discard`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from tripwire.errors import TripwireError, UsageError
+from tripwire.errors import TripwireError
 
 if TYPE_CHECKING:
     from tripwire.models import LocalModel
@@ -46,12 +47,6 @@ def print_json(obj: Any) -> None:
     """The machine-readable result on stdout (indented JSON, one document)."""
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
     sys.stdout.flush()
-
-
-def check_out_file(path: Path | None, flag: str = "--out") -> None:
-    """A results file must not be a folder (checked before any work starts)."""
-    if path is not None and path.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file path")
 
 
 def write_result(data: dict[str, Any], out_file: Path | None, as_json: bool) -> None:
@@ -122,17 +117,29 @@ def progress(show: bool = True) -> Iterator[Status]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as prog:
-        try:
-            yield Status(prog)
-        except BaseException:
-            prog.live.transient = True  # clear the bar: the error line that follows stands alone
-            raise
+    prog = Progress(*columns, console=err, transient=False)
+    prog.start()
+    try:
+        yield Status(prog)
+    except BaseException:
+        discard(prog)
+        raise
+    prog.stop()
+
+
+def discard(prog: Progress) -> None:
+    """Stop a progress line and leave nothing of it behind, so the error line that follows
+    stands alone: the last frame drawn is empty and erased, and no blank line is added (as
+    ``Progress.stop`` does where stderr is not a terminal)."""
+    for task in list(prog.task_ids):
+        prog.remove_task(task)
+    prog.live.transient = True
+    prog.live.stop()
 
 
 __all__ = [
     "Status",
-    "check_out_file",
+    "discard",
     "err",
     "fail",
     "out",

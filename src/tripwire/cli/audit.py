@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tripwire.cli._app import App, Command
+from tripwire.cli._app import App, Command, needs_extra
+from tripwire.cli._inputs import check_in_file, check_model, check_out_dir
 from tripwire.cli._options import DEFAULT_MODEL, Adapter, Device, Dtype, Json, Model, Seed
 from tripwire.cli._output import out, print_json, progress
-from tripwire.errors import UsageError
 
 app = App()
 
@@ -66,10 +66,13 @@ def audit(
 
     names = None if sections is None else [s.strip() for s in sections.split(",") if s.strip()]
     ordered_sections(names)  # validate before loading anything
-    if trace is not None and not trace.is_file():
-        raise UsageError(f"--trace {trace} does not exist")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    check_out_dir(out_dir)
+    if trace is not None:
+        check_in_file(trace, "--trace")
+        with needs_extra("runtime", "audit --trace"):
+            from tripwire.runtime.watch import read_trace
+        read_trace(trace)  # a malformed trace fails now, not after the other sections
+    check_model(model, adapter, device, dtype)
     t0 = time.perf_counter()
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
@@ -108,6 +111,7 @@ def info(
     as_json: Json = False,
 ) -> None:
     """Load a model from local files and describe it (layers, width, where blocks live)."""
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
     desc = lm.describe()

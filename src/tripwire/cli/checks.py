@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from tripwire.cli._app import App, JsonFileCommand
+from tripwire.cli._inputs import check_in_file, check_model, check_out_file
 from tripwire.cli._options import (
     DEFAULT_MODEL,
     Adapter,
@@ -26,7 +27,7 @@ from tripwire.cli._options import (
     ResultFile,
     Seed,
 )
-from tripwire.cli._output import Status, check_out_file, out, progress, write_result, wrote
+from tripwire.cli._output import Status, out, progress, write_result, wrote
 from tripwire.errors import UsageError
 
 app = App()
@@ -42,6 +43,8 @@ def _checkpoint_loader(
         raise UsageError(f"--checkpoint {spec} does not exist; pass an adapter or model folder")
     is_adapter = path.is_dir() and (path / "adapter_config.json").is_file()
     label = path.name if looks_like_path else spec
+    if say is None:  # the check before anything loads
+        check_model(base if is_adapter else spec, path if is_adapter else None, device, dtype)
 
     def load() -> Any:
         assert say is not None
@@ -106,8 +109,10 @@ def drift_cmd(
     if concepts is not None:
         names = [c.strip() for c in concepts.split(",") if c.strip()]
     names = check_concepts(names)
+    check_model(model, None, device, dtype)
     prompts = eval_prompts(limit)
     if prompts_file is not None:
+        check_in_file(prompts_file, "--prompts")
         prompts = [r["prompt"] for r in read_jsonl(prompts_file, {"prompt": str})]
         prompts = prompts[:limit] if limit is not None else prompts
         if len(prompts) < 3:
@@ -202,7 +207,9 @@ def screen_cmd(
 
     check_out_file(out_file)
     check_concepts([concept])
+    check_in_file(data, "--data")
     examples = read_chat_jsonl(data)
+    check_model(model, adapter, device, dtype)
     t0 = time.perf_counter()
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
@@ -288,7 +295,9 @@ def tamper_cmd(
             raise UsageError(
                 f"--save-direction must end in .safetensors, got {save_direction.name}"
             )
+    check_in_file(instructions, "--instructions")
     data = refusal.load_instructions(instructions)
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         result = refusal.tamper_test(

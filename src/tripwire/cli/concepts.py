@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from tripwire.cli._app import App
+from tripwire.cli._inputs import check_model, check_out_dir, check_out_file
 from tripwire.cli._options import (
     DEFAULT_MODEL,
     Adapter,
@@ -62,6 +63,8 @@ def concepts_extract(
     for c in concept or []:
         if c not in CONCEPTS:
             raise UsageError(f"unknown concept {c!r}: choose from {', '.join(CONCEPTS)}")
+    check_out_dir(out_dir)
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         results = extract_concepts(lm, concept or None, seed=seed, progress=say.concept)
@@ -109,6 +112,7 @@ def concepts_export(
     from tripwire.whitebox.concepts import ConceptVector
     from tripwire.whitebox.steering import export_control_vector
 
+    check_out_file(out_file)
     vec = ConceptVector.load(vector)
     block = vec.layer if layer is None else layer
     if block not in vec.directions:
@@ -153,6 +157,7 @@ def steer_cmd(
     if mode == "clamp":
         raise UsageError("--mode clamp needs bounds; use the Python API steer(..., clamp=(lo, hi))")
     vec = ConceptVector.load(vector)
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         say("generating")

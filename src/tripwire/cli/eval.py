@@ -14,8 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from tripwire.cli._app import App, needs_extra
+from tripwire.cli._inputs import check_in_file, check_out_dir
 from tripwire.cli._options import Json
 from tripwire.cli._output import print_json, wide
+from tripwire.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from tripwire.behavior.results import Row
@@ -35,6 +37,22 @@ def _model_args(pairs: list[str] | None) -> dict[str, str]:
             raise typer.BadParameter(f"model arg {pair!r} is not key=value")
         args[key] = value
     return args
+
+
+def _check_provider(model: str | None, flag: str = "--model") -> None:
+    """An Inspect ``provider/model`` name whose provider is registered, checked before a run
+    starts (Inspect has no public lookup; this is the one ``get_model`` uses)."""
+    from inspect_ai._util.registry import registry_find, registry_unqualified_name
+
+    api, sep, _ = (model or "").partition("/")
+    if not (api and sep):
+        return  # Inspect's own message covers a name without a provider
+    found = registry_find(lambda i: i.type == "modelapi" and registry_unqualified_name(i) == api)
+    if not found:
+        raise UsageError(
+            f"{flag} {model!r}: no Inspect model provider {api!r} (e.g. tripwire/scripted-scheme, "
+            "openai/<model>, hf/<model>)"
+        )
 
 
 def _print(rows: list[Row], title: str) -> None:
@@ -101,19 +119,22 @@ def run_cmd(
     ),
     model_arg: ModelArgs = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="samples per condition (smoke runs)")
+        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
     ] = None,
     condition: Annotated[str | None, typer.Option(help="run only this condition")] = None,
     log_dir: Annotated[Path, typer.Option(help="where .eval logs and results go")] = Path(
         "logs/behavior"
     ),
     interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
-    epochs: Annotated[int, typer.Option(help="repeats of every sample")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="repeats of every sample")] = 1,
     variants: Annotated[
-        int, typer.Option(help="surface-varied copies of every sample (paired across conditions)")
+        int,
+        typer.Option(
+            min=1, help="surface-varied copies of every sample (paired across conditions)"
+        ),
     ] = 1,
     temperature: Annotated[
-        float | None, typer.Option(help="sampling temperature (default 0, seed 0)")
+        float | None, typer.Option(min=0.0, help="sampling temperature (default 0, seed 0)")
     ] = None,
     grader: Annotated[
         str | None, typer.Option(help="model bound to the 'grader' role (LLM judge)")
@@ -125,6 +146,9 @@ def run_cmd(
         from tripwire.behavior.results import to_json
         from tripwire.behavior.runner import run_scenarios
 
+    check_out_dir(log_dir, "--log-dir")
+    _check_provider(model)
+    _check_provider(grader, "--grader")
     _, rows = run_scenarios(
         scenarios,
         model,
@@ -145,6 +169,20 @@ def run_cmd(
         wide.print(f"logs and results in {log_dir}")
 
 
+def _check_log(log: Path) -> None:
+    """An Inspect log that can be read (its header), or one line saying why not."""
+    from inspect_ai.log import read_eval_log
+
+    check_in_file(log, "log")
+    if log.suffix not in (".eval", ".json"):
+        raise UsageError(f"{log} is not an Inspect log: give .eval (or .json) log files")
+    try:
+        read_eval_log(str(log), header_only=True)
+    except Exception as exc:  # a zip, JSON or schema error: the file is not a readable log
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise DataError(f"cannot read Inspect log {log}: {type(exc).__name__}: {first}") from None
+
+
 @app.command("table")
 def table_cmd(
     logs: Annotated[list[Path], typer.Argument(help=".eval log files")],
@@ -155,6 +193,9 @@ def table_cmd(
     with needs_extra("behavior", "eval table"):
         from tripwire.behavior.results import table, to_json, write
 
+    for log in logs:
+        _check_log(log)
+    check_out_dir(out)
     rows = table(logs)
     if out is not None:
         write(rows, out)
@@ -169,11 +210,15 @@ def steer_cmd(
     scenario: Annotated[str, typer.Argument(help="one scenario")],
     concept: Annotated[str, typer.Option(help="shipped concept, e.g. desperation or calm")],
     strengths: Annotated[str, typer.Option(help="comma-separated; 0 = off")] = "-8,0,8",
-    layer: Annotated[int | None, typer.Option(help="block (default: the concept's best)")] = None,
+    layer: Annotated[
+        int | None, typer.Option(min=0, help="block (default: the concept's best)")
+    ] = None,
     model: Annotated[str, typer.Option("--model", "-m")] = "tripwire/smollm2-135m",
-    limit: Annotated[int | None, typer.Option("--limit", help="samples per condition")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="samples per condition")
+    ] = None,
     log_dir: Annotated[Path, typer.Option()] = Path("logs/behavior-steering"),
-    max_new_tokens: Annotated[int, typer.Option()] = 96,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 96,
 ) -> None:
     """Outcome rates with a concept amplified, off and suppressed (a table with CIs)."""
     with needs_extra("behavior", "eval steer"):
@@ -183,6 +228,8 @@ def steer_cmd(
         values = [float(s) for s in strengths.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"strengths must be numbers, got {strengths!r}") from None
+    check_out_dir(log_dir, "--log-dir")
+    _check_provider(model)
     rows = steering_comparison(
         scenario,
         model,
@@ -203,7 +250,7 @@ def audit_cmd(
     scenarios: Annotated[
         str, typer.Option(help="comma-separated subset")
     ] = "oversight_subversion,reward_hacking,sandbagging,jailbreak",
-    limit: Annotated[int, typer.Option("--limit", help="samples per condition")] = 2,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="samples per condition")] = 2,
     out: Annotated[Path, typer.Option(help="folder for logs, results and behavior.json")] = Path(
         "tripwire-report/behavior"
     ),
@@ -215,6 +262,8 @@ def audit_cmd(
     with needs_extra("behavior", "eval audit"):
         from tripwire.behavior.runner import behavior_audit
 
+    check_out_dir(out)
+    _check_provider(model)
     section = behavior_audit(
         model,
         [s.strip() for s in scenarios.split(",") if s.strip()],
@@ -246,6 +295,7 @@ def validate_judge_cmd(
         from tripwire.behavior.judge import validate
 
     args: dict[str, Any] = dict(_model_args(model_arg))
+    _check_provider(grader, "--grader")
     model = get_model(grader, **args)
     results = asyncio.run(validate(model))
     if as_json:

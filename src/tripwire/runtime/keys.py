@@ -12,6 +12,7 @@ handed to the writer. A cache with a revocation counter would cost the same read
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,19 @@ from tripwire.runtime import credentials, queries
 
 KEY_PREFIX = "tw_"
 
+#: A tenant name: 1-64 letters, digits and ``. _ - @ :``, starting with a letter or digit.
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}")
+
+
+def check_tenant(tenant: str) -> str:
+    """``tenant`` if it is a valid tenant name (:data:`TENANT_NAME`), else one line saying so."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise UsageError(
+            f"tenant name {tenant!r} is not valid: use 1-64 letters, digits and . _ - @ :, "
+            "starting with a letter or digit"
+        )
+    return tenant
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -30,9 +44,7 @@ def hash_key(key: str) -> str:
 
 def create_key(engine: Engine, tenant: str) -> str:
     """Create ``tenant`` if new, add a key for it, return the key (the only time it is seen)."""
-    tenant = tenant.strip()
-    if not tenant or len(tenant) > 200:
-        raise UsageError("tenant name must be 1-200 characters")
+    check_tenant(tenant)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)
@@ -108,7 +120,9 @@ class Keys:
 
 __all__ = [
     "KEY_PREFIX",
+    "TENANT_NAME",
     "Keys",
+    "check_tenant",
     "create_key",
     "hash_key",
     "key_for",

@@ -20,7 +20,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from tripwire._io import atomic_path, write_json
-from tripwire.errors import UsageError
+from tripwire.errors import DataError, UsageError
 from tripwire.models.chat import Rendered
 from tripwire.models.loading import LocalModel
 from tripwire.stats import auroc, auroc_ci
@@ -91,20 +91,27 @@ class ConceptVector:
             or not base.with_suffix(".safetensors").is_file()
         ):
             raise UsageError(f"no saved concept vector at {base} (.json + .safetensors)")
-        meta = json.loads(base.with_suffix(".json").read_text())
-        arrays = load_file(str(base.with_suffix(".safetensors")))
-        readout = arrays.pop("readout_w")
-        dirs = {int(k.split(".")[1]): v.astype(np.float64) for k, v in arrays.items()}
-        return cls(
-            name=meta["name"],
-            layer=int(meta["layer"]),
-            directions=dirs,
-            readout_w=readout,
-            readout_b=float(meta["readout_b"]),
-            neutral_mean=float(meta["neutral_mean"]),
-            neutral_std=float(meta["neutral_std"]),
-            meta=meta.get("meta", {}),
-        )
+        try:
+            meta = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
+            arrays = load_file(str(base.with_suffix(".safetensors")))
+            readout = arrays.pop("readout_w")
+            dirs = {int(k.split(".")[1]): v.astype(np.float64) for k, v in arrays.items()}
+            return cls(
+                name=meta["name"],
+                layer=int(meta["layer"]),
+                directions=dirs,
+                readout_w=readout,
+                readout_b=float(meta["readout_b"]),
+                neutral_mean=float(meta["neutral_mean"]),
+                neutral_std=float(meta["neutral_std"]),
+                meta=meta.get("meta", {}),
+            )
+        except Exception as exc:  # json, safetensors, a missing key, a wrong type: one line
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise DataError(
+                f"{base} is not a readable concept vector ({type(exc).__name__}: {first}); "
+                "save it again with `tripwire concepts extract`"
+            ) from None
 
 
 @dataclass

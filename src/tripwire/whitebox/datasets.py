@@ -42,6 +42,32 @@ def _data_file(name: str) -> Path:
     return Path(str(resources.files("tripwire.whitebox").joinpath("data", name)))
 
 
+def read_text_file(path: str | Path, hint: str = "") -> str:
+    """A UTF-8 text file's contents, or a :class:`DataError` saying what is wrong with it
+    (missing, a folder, unreadable, not UTF-8); ``hint`` is appended to "does not exist"."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder; give a file")
+    if not p.is_file():
+        raise DataError(f"{p} does not exist{hint}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {exc.strerror}") from None
+
+
+def json_line(p: Path, n: int, line: str) -> Any:
+    """Line ``n`` of ``p`` parsed as JSON, or a :class:`DataError` naming the line."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{p}:{n}: JSON nested too deeply") from None
+
+
 def read_jsonl(
     path: str | Path, required: dict[str, type | tuple[type, ...]]
 ) -> list[dict[str, Any]]:
@@ -51,16 +77,11 @@ def read_jsonl(
         DataError: with the file, line number and what is wrong.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p} does not exist")
     rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text_file(p).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
+        row = json_line(p, n, line)
         if not isinstance(row, dict):
             raise DataError(f"{p}:{n}: each line must be a JSON object")
         for key, typ in required.items():
@@ -154,9 +175,11 @@ __all__ = [
     "concept_pairs",
     "defection_dialogues",
     "honesty_dialogues",
+    "json_line",
     "load_eval_file",
     "neutral_prompts",
     "pressure_pairs",
     "read_jsonl",
+    "read_text_file",
     "render_user_prompts",
 ]

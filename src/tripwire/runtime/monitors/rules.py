@@ -165,6 +165,8 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
     except yaml.YAMLError as exc:
         line = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise UsageError(f"policy {source} is not valid YAML: {line}") from exc
+    except RecursionError:
+        raise UsageError(f"policy {source} is nested too deeply to be a policy") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         raise UsageError(f"policy {source} must be a mapping with a 'rules' list")
     rules = tuple(_parse_rule(r, i) for i, r in enumerate(raw["rules"]))
@@ -182,7 +184,11 @@ def load_policy(path: str | Path | None = None) -> Policy:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"policy file {p} does not exist")
-    return parse_policy(p.read_text(encoding="utf-8"), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"policy file {p} is not UTF-8 text (byte {exc.start})") from None
+    return parse_policy(text, str(p))
 
 
 def _written_path(event: Event) -> str | None:
