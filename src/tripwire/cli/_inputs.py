@@ -10,6 +10,7 @@ failure is a :class:`~tripwire.errors.UsageError`: one line, exit code 2, nothin
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from tripwire.errors import UsageError
@@ -22,12 +23,24 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried, not guessed from the mode bits (which
+    say nothing for root, for read-only mounts or for pseudo-filesystems such as /proc)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tripwire-write-check-"):
+            return True
+    except OSError:
+        return False
+
+
 def _check_can_create(path: Path, flag: str) -> None:
     """The nearest existing folder above ``path`` is a folder this process may write in."""
     above = _nearest_existing(path.expanduser().absolute().parent)
     if not above.is_dir():
         raise UsageError(f"{flag} {path}: {above} is a file, not a folder; give another path")
-    if not os.access(above, os.W_OK | os.X_OK):
+    if not _can_write_in(above):
         raise UsageError(f"{flag} {path}: cannot write in {above} (permission denied)")
 
 
@@ -49,7 +62,7 @@ def check_out_dir(path: Path | None, flag: str = "--out") -> None:
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"{flag} {path} exists and is not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not _can_write_in(path):
             raise UsageError(f"{flag} {path}: cannot write in it (permission denied)")
         return
     _check_can_create(path, flag)
