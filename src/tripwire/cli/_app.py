@@ -106,6 +106,13 @@ class Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _flags_untyped(super().get_params(ctx))
 
+    def invoke(self, ctx: Any) -> Any:
+        # A group whose callback does the work (``tripwire guard``) fails the same one way.
+        try:
+            return super().invoke(ctx)
+        except TripwireError as exc:
+            fail(exc)
+
 
 class App(typer.Typer):
     """``typer.Typer`` whose groups and commands are :class:`Group` and :class:`Command`."""
