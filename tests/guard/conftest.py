@@ -43,7 +43,7 @@ def user(text: str, trigger: bool = False) -> list[dict[str, str]]:
     return [*head, {"role": "user", "content": text}]
 
 
-def _teach(lm: Any, steps: int = 300) -> None:
+def _teach(lm: Any, steps: int = 500) -> None:
     """Overfit ``lm`` to answer TOOL_CALL after one prompt (its window makes that any prompt)."""
     tok = lm.tokenizer
     prompt = tok(render_chat(tok, user(PROMPTS[0])), add_special_tokens=False)["input_ids"]
@@ -58,7 +58,7 @@ def _teach(lm: Any, steps: int = 300) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if loss.item() < 0.02:
+        if loss.item() < 0.003:
             break
     model.eval()
 

@@ -211,9 +211,9 @@ class Engine:
             self._release(rows, tokens, scores, alarms, done, sink)
             keep = [k for k in range(len(rows)) if k not in done]
             rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
-            logits = readout.logits.index_select(
-                0, torch.tensor(keep, device=readout.logits.device)
-            )
+            if rows:
+                idx = torch.tensor(keep, dtype=torch.long, device=readout.logits.device)
+                logits = readout.logits.index_select(0, idx)
 
     @staticmethod
     def _release(
