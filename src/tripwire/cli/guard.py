@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from tripwire.cli._app import App, needs_extra
-from tripwire.cli._options import DEFAULT_MODEL, Adapter, Device, Dtype, Json, Model
+from tripwire.cli._options import DEFAULT_MODEL, Adapter, Device, Dtype, Json, Model, Seed
 from tripwire.cli._output import err, out, print_json, progress
 from tripwire.errors import UsageError
 
@@ -124,6 +124,11 @@ def calibrate_cmd(
     ] = 0.05,
     max_tokens: Annotated[int, typer.Option(min=1, help="tokens generated per honest answer")] = 32,
     rule: Annotated[str, typer.Option(help="decode rule: cusum or ema")] = "cusum",
+    temperature: Annotated[
+        float,
+        typer.Option(min=0.0, max=2.0, help="sample honest answers as served (0 = greedy)"),
+    ] = 0.0,
+    seed: Seed = 0,
     device: Device = "cpu",
     dtype: Dtype = "float32",
     as_json: Json = False,
@@ -150,6 +155,8 @@ def calibrate_cmd(
             flag_budget=flag_budget,
             max_tokens=max_tokens,
             rule=rule,
+            temperature=temperature,
+            seed=seed,
             progress=lambda n: say.step(n, len(prompts)),
         )
     path = write_sidecar(result.detector, lm.name, {"traffic": str(traffic)})

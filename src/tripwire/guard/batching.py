@@ -37,7 +37,7 @@ class Batcher:
         self.guard, self.window, self.max_batch = guard, window_ms / 1000.0, max_batch
         self._queue: asyncio.Queue[Ticket] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches: list[int] = []  # sizes of the batches run so far (for the benchmark)
+        self.batches: list[int] = []  # sizes of the batches run so far (``/healthz`` shows them)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work())

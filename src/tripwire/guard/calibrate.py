@@ -1,8 +1,8 @@
 """``tripwire guard calibrate``: thresholds from honest traffic, to a false-block budget.
 
-The guard itself answers every honest prompt (greedy, ``max_tokens`` tokens, the detector
-reading its residuals as it would in service), recording the last prompt token's score and every
-generated token's score. Then:
+The guard itself answers every honest prompt (``max_tokens`` tokens, greedy unless told, the
+detector reading its residuals as it would in service), recording the last prompt token's score
+and every generated token's score. Then:
 
 * the prefill ``block`` threshold is the conformal ``(1 - budget)`` quantile of the prompts'
   scores (``flag`` the same at ``flag_budget``), so an honest prompt exchangeable with these is
@@ -103,10 +103,16 @@ def calibrate(
     flag_budget: float | None = 0.05,
     max_tokens: int = 32,
     rule: str = "cusum",
+    temperature: float = 0.0,
+    seed: int = 0,
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
-    """Run the honest ``traffic`` through a guard reading ``detector``; set its thresholds."""
+    """Run the honest ``traffic`` through a guard reading ``detector``; set its thresholds.
+
+    Answers are sampled as ``temperature``/``seed`` say (greedy by default): calibrate with
+    the sampling the guard will serve, since per-token scores follow the tokens sampled.
+    """
     if rule not in RULES:
         raise UsageError(f"unknown --rule {rule!r}: use {' or '.join(RULES)}")
     if len(traffic) < min_samples(budget):
@@ -121,7 +127,9 @@ def calibrate(
     for b0 in range(0, len(traffic), batch_size):
         chunk = traffic[b0 : b0 + batch_size]
         preps = [
-            guard.prepare({"messages": m, "max_tokens": max_tokens, "temperature": 0})
+            guard.prepare(
+                {"messages": m, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+            )
             for m in chunk
         ]
         pre = [0.0] * len(chunk)

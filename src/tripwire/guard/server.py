@@ -95,9 +95,15 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        sizes = batcher.batches
         return {
             "status": "ok",
             "model": guard.name,
+            "batches": {
+                "run": len(sizes),
+                "requests": sum(sizes),
+                "largest": max(sizes, default=0),
+            },
             "detectors": [
                 {"name": d.name, "layers": d.layers, "calibrated": d.calibrated}
                 for d in guard.detectors
