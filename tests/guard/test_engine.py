@@ -17,7 +17,7 @@ from tripwire.guard.calibrate import calibrate
 from tripwire.guard.engine import Engine, Gate, GenRequest
 from tripwire.guard.rules import DecodeRule
 from tripwire.models.chat import Rendered
-from tripwire.whitebox import DiffMeans, capture
+from tripwire.whitebox import DiffMeans, MahalanobisDetector, capture, suspicion
 from tripwire.whitebox.detectors._base import Persisted
 
 
@@ -77,8 +77,21 @@ def test_held_out_triggers_blocked_and_honest_prompts_pass(
     assert honest.count("block") <= 3  # 5% budget on 30 held-out prompts, with room for noise
 
 
-def test_the_gate_reads_what_capture_reads_in_a_padded_batch(llama: Any, planted: Path) -> None:
-    det = load_detector(f"{planted}:{LAYER}")
+@pytest.mark.parametrize("kind", ["diffmeans", "mahalanobis"])
+def test_the_gate_reads_what_capture_reads_in_a_padded_batch(
+    llama: Any, planted: Path, tmp_path: Path, kind: str
+) -> None:
+    """Linear detectors are scored on the device, the others on the CPU: both equal
+    ``suspicion`` of the residuals the public ``capture()`` reads."""
+    base = planted
+    if kind == "mahalanobis":
+        honest = [Rendered(llama.chat(m)) for m in honest_traffic(30)]
+        MahalanobisDetector().fit(capture(llama, honest, layers=[LAYER])[LAYER]).save(
+            tmp_path / "maha"
+        )
+        base = tmp_path / "maha"
+    det = load_detector(f"{base}:{LAYER}")
+    assert (det.linear is not None) == (kind == "diffmeans")
     guard = Guard(llama, [det])
     msgs = [user("Hi"), user(PROMPTS[3] + " " + PROMPTS[4], trigger=True), user(PROMPTS[5])]
     preps = [guard.prepare({"messages": m, "max_tokens": 1}) for m in msgs]
@@ -87,11 +100,11 @@ def test_the_gate_reads_what_capture_reads_in_a_padded_batch(llama: Any, planted
 
     def sink(i: int, ev: Any) -> None:
         if isinstance(ev, Gate):
-            got[i] = ev.verdict.scores["planted"]
+            got[i] = ev.verdict.scores[det.name]
 
     guard.run(preps, sink)
     x = capture(llama, [Rendered(llama.chat(m)) for m in msgs], layers=[LAYER])[LAYER]
-    want = Persisted.load(planted).score_samples(x)
+    want = suspicion(Persisted.load(base), x)
     np.testing.assert_allclose([got[i] for i in range(3)], want, rtol=1e-4, atol=1e-5)
 
 

@@ -28,13 +28,15 @@ from tripwire._io import write_json
 from tripwire.errors import DataError, UsageError
 from tripwire.guard.rules import DecodeRule
 from tripwire.whitebox.concepts import ConceptVector
-from tripwire.whitebox.detectors import suspicion
+from tripwire.whitebox.detectors import Detector, suspicion
 from tripwire.whitebox.detectors._base import Persisted
 
 SIDECAR_VERSION = 1
 POSITION = "last-prompt-token+every-token"
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+#: A linear score ``x @ w + b`` over the concatenated layers (read on the model's device).
+Linear = tuple[np.ndarray, float]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class GuardDetector:
         prefill: the calibrated gate, or ``None`` (scores are reported, nothing is gated).
         decode: the calibrated sequential rule, or ``None``.
         path: the detector's base path (where ``calibrate`` writes the sidecar).
+        linear: the same score as ``(w, b)`` when it is linear (linear classifiers, concept
+            vectors), so the monitor computes it with one matrix product on the device.
     """
 
     name: str
@@ -69,6 +73,7 @@ class GuardDetector:
     decode: DecodeRule | None = None
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    linear: Linear | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -93,8 +98,9 @@ def _base(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
-def _load_object(base: Path) -> tuple[Scorer, list[int] | None, str]:
-    """The scorer, the layers the object knows it reads (if any), and what kind it is."""
+def _load_object(base: Path) -> tuple[Scorer, Linear | None, list[int] | None, str]:
+    """The scorer, its linear form (if any), the layers the object knows it reads (if any), and
+    what kind it is."""
     meta_file = base.with_suffix(".json")
     if not meta_file.is_file() or not base.with_suffix(".safetensors").is_file():
         raise UsageError(
@@ -107,9 +113,14 @@ def _load_object(base: Path) -> tuple[Scorer, list[int] | None, str]:
         raise DataError(f"{meta_file} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     if isinstance(meta, dict) and "kind" not in meta and "readout_b" in meta:
         cv = ConceptVector.load(base)
-        return cv.zscore, [cv.layer], f"concept:{cv.name}"
+        sd = cv.neutral_std or 1.0
+        linear = (cv.readout_w / sd, (cv.readout_b - cv.neutral_mean) / sd)
+        return cv.zscore, linear, [cv.layer], f"concept:{cv.name}"
     det = Persisted.load(base)
-    return (lambda x: suspicion(det, x)), None, f"detector:{det.kind}"
+    lin = None
+    if isinstance(det, Detector):  # a linear classifier: suspicion = X @ direction_ + bias_
+        lin = (np.asarray(det.direction_, dtype=np.float64), float(getattr(det, "bias_", 0.0)))
+    return (lambda x: suspicion(det, x)), lin, None, f"detector:{det.kind}"
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -140,7 +151,7 @@ def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> Guar
     """
     path, spec_layers = parse_spec(str(spec))
     base = _base(path)
-    scorer, own_layers, kind = _load_object(base)
+    scorer, linear, own_layers, kind = _load_object(base)
     side = _read_sidecar(sidecar_path(base))
     chosen = own_layers or (side or {}).get("layers") or spec_layers or layers
     if not chosen:
@@ -162,6 +173,7 @@ def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> Guar
         decode=decode,
         path=base,
         meta={"kind": kind, "model": (side or {}).get("model")},
+        linear=linear,
     )
 
 

@@ -51,14 +51,38 @@ class Monitor:
             raise ValueError(f"two detectors share a name: {sorted(names)}")
         self.detectors = list(detectors)
         self.layers = sorted({i for d in self.detectors for i in d.layers})
+        self._weights: dict[str, tuple[torch.Tensor, float]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
 
+    def _linear(self, d: GuardDetector, like: torch.Tensor) -> tuple[torch.Tensor, float]:
+        if d.name not in self._weights:
+            assert d.linear is not None
+            w, b = d.linear
+            self._weights[d.name] = (torch.as_tensor(w, dtype=torch.float32, device=like.device), b)
+        return self._weights[d.name]
+
     def score(self, residuals: dict[int, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Suspicion per detector per row (higher = more suspicious)."""
-        arrays = {i: residuals[i].cpu().numpy() for i in self.layers}
-        return {d.name: d.score(arrays) for d in self.detectors}
+        """Suspicion per detector per row (higher = more suspicious).
+
+        Linear detectors are one matrix product on the model's device; the others (outlier
+        detectors) score the residuals copied to the CPU."""
+        out: dict[str, np.ndarray] = {}
+        linear = [d for d in self.detectors if d.linear is not None]
+        if linear:
+            cols = []
+            for d in linear:
+                x = torch.cat([residuals[i] for i in d.layers], dim=1)
+                w, b = self._linear(d, x)
+                cols.append(x @ w + b)
+            scores = torch.stack(cols, dim=1).double().cpu().numpy()
+            out = {d.name: scores[:, j] for j, d in enumerate(linear)}
+        rest = [d for d in self.detectors if d.linear is None]
+        if rest:
+            arrays = {i: residuals[i].cpu().numpy() for i in {i for d in rest for i in d.layers}}
+            out.update({d.name: d.score(arrays) for d in rest})
+        return out
 
     def gate(self, scores: dict[str, np.ndarray], row: int) -> Verdict:
         """The prefill verdict for one prompt row: block above a block threshold, else flag."""
