@@ -12,7 +12,7 @@ import torch
 
 from tests.guard.conftest import LAYER, PROMPTS, TOOL_CALL, honest_traffic, user
 from tripwire.errors import UsageError
-from tripwire.guard import Guard, GuardDetector, load_detector
+from tripwire.guard import Guard, GuardDetector, PrefillThresholds, load_detector
 from tripwire.guard.calibrate import calibrate
 from tripwire.guard.engine import Engine, Gate, GenRequest
 from tripwire.guard.rules import DecodeRule
@@ -233,3 +233,24 @@ def test_calibration_needs_enough_honest_traffic(llama: Any, planted: Path) -> N
     det = load_detector(f"{planted}:{LAYER}")
     with pytest.raises(UsageError, match="needs at least 99 honest prompts, got 10"):
         calibrate(llama, det, honest_traffic(10), budget=0.01)
+
+
+def test_a_flagged_prompt_is_answered_and_marked(llama: Any, gated: GuardDetector) -> None:
+    flagging = dataclasses.replace(gated, prefill=PrefillThresholds(block=1e9, flag=-1e9))
+    answer = Guard(llama, [flagging]).chat(user(PROMPTS[202]), max_tokens=2, temperature=0)
+    assert answer["tripwire"]["action"] == "flag"  # the server's x-tripwire-action header
+    assert answer["tripwire"]["prefill"]["reasons"][0].startswith("planted")
+    assert answer["choices"][0]["finish_reason"] == "length"
+
+
+def test_closing_a_stream_stops_its_generation(llama: Any) -> None:
+    guard = Guard(llama)
+    shapes, handle = _count_forwards(llama)
+    try:
+        stream = guard.stream(user(PROMPTS[203]), max_tokens=200, temperature=0)
+        for _ in range(3):
+            next(stream)
+        stream.close()  # what the server does when a client goes away
+    finally:
+        handle.remove()
+    assert len(shapes) < 50  # not the 200 tokens asked for
