@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.guard.api import Guard, Prepared
 from tripwire.guard.batching import Batcher, EngineFailure, Ticket
-from tripwire.guard.chat import RequestError
+from tripwire.guard.chat import MAX_N, RequestError
 
 MAX_BODY_BYTES = 4_000_000
 _TYPES = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error"}
@@ -60,6 +60,36 @@ async def _events(ticket: Ticket) -> AsyncIterator[Any]:
         if isinstance(event, EngineFailure):
             raise event
         yield event
+
+
+def request_schema(guard: Guard) -> dict[str, Any]:
+    """The JSON schema of the request body (the body is parsed from bytes, so it is declared)."""
+    text = {"type": "object", "required": ["type", "text"], "properties": {
+        "type": {"enum": ["text"]}, "text": {"type": "string"}}}  # fmt: skip
+    message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+            "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": text}]},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "model": {"enum": [guard.name]},
+            "messages": {"type": "array", "items": message, "minItems": 1},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "seed": {"type": "integer"},
+            "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "stream": {"type": "boolean"},
+            "tripwire": {"type": "object", "properties": {"scores": {"type": "boolean"}}},
+        },
+    }
 
 
 def create_app(
@@ -115,7 +145,15 @@ def create_app(
         card = {"id": guard.name, "object": "model", "created": started, "owned_by": "tripwire"}
         return {"object": "list", "data": [card]}
 
-    @app.post("/v1/chat/completions")
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request_schema(guard)}},
+            }
+        },
+    )
     async def chat_completions(request: Request) -> Response:
         prep = guard.prepare(await _read_json(request, max_body_bytes))
         ticket = batcher.submit(prep)
