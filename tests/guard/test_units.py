@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tripwire.errors import UsageError
 from tripwire.guard.chat import RequestError, parse_body
+from tripwire.guard.detectors import (
+    PrefillThresholds,
+    load_detector,
+    sidecar_path,
+    write_sidecar,
+)
 from tripwire.guard.rules import DecodeRule, conformal_threshold, fit_rule
 from tripwire.guard.tools import could_be_call, parse_tool_calls
+from tripwire.whitebox import DiffMeans
 
 NAMES = ["get_weather", "search"]
 
@@ -125,3 +134,21 @@ def test_fit_rule_cuts_at_most_budget_of_honest_answers() -> None:
     assert cut <= 0.08  # 5% budget, sampling noise of 199 calibration answers
     shifted = [rng.standard_normal(30) + 1.5 for _ in range(200)]
     assert np.mean([rule.path(a).max() > rule.level for a in shifted]) > 0.9
+
+
+def test_detector_layers_given_beat_stored_and_none_is_an_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    DiffMeans().fit(rng.standard_normal((8, 4)), [0, 1] * 4).save(tmp_path / "d")
+    with pytest.raises(UsageError, match="does not say which layer"):
+        load_detector(tmp_path / "d")
+    det = load_detector(f"{tmp_path / 'd'}:2")
+    det.prefill = PrefillThresholds(block=1.0)
+    det.decode = DecodeRule("cusum", 0.0, 1.0, 5.0)
+    written = write_sidecar(det, "tiny", {})
+    assert written == sidecar_path(tmp_path / "d.safetensors") == tmp_path / "d.guard.json"
+    again = load_detector(tmp_path / "d")
+    assert again.layers == [2] and again.calibrated and again.prefill == det.prefill
+    assert load_detector(f"{tmp_path / 'd'}:1").layers == [1]  # given beats stored
+    assert again.linear is not None  # a linear classifier: scored on the device
+    x = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(again.score({2: x}), x @ again.linear[0] + again.linear[1])

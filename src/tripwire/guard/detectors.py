@@ -146,14 +146,15 @@ def parse_spec(spec: str) -> tuple[Path, list[int] | None]:
 def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> GuardDetector:
     """Load a guard detector from ``PATH[:LAYERS]`` and its sidecar, if one was written.
 
-    The layers: a concept vector's own; else the sidecar's; else those of the spec or
-    ``layers``; a plain detector without any gets an error saying how to fix it.
+    The layers: a concept vector's own; else those of the spec or ``layers`` (given beats
+    stored); else the sidecar's; a plain detector without any gets an error saying how to fix
+    it.
     """
     path, spec_layers = parse_spec(str(spec))
     base = _base(path)
     scorer, linear, own_layers, kind = _load_object(base)
     side = _read_sidecar(sidecar_path(base))
-    chosen = own_layers or (side or {}).get("layers") or spec_layers or layers
+    chosen = own_layers or spec_layers or layers or (side or {}).get("layers")
     if not chosen:
         raise UsageError(
             f"detector {base} does not say which layer it reads: pass {base}:LAYER "
