@@ -254,3 +254,15 @@ def test_closing_a_stream_stops_its_generation(llama: Any) -> None:
     finally:
         handle.remove()
     assert len(shapes) < 50  # not the 200 tokens asked for
+
+
+def test_tiny_temperatures_are_greedy_not_a_crash(llama: Any) -> None:
+    """Found by the schemathesis run: ``logits / 1e-300`` overflowed to NaN (a 500)."""
+    guard = Guard(llama)
+    msgs = user(PROMPTS[204])
+    greedy = guard.chat(msgs, temperature=0, max_tokens=4)["choices"][0]["message"]
+    for t in (5e-324, 1e-300, 1e-40):
+        answer = guard.chat(msgs, temperature=t, seed=-(2**63), max_tokens=4)
+        assert answer["choices"][0]["message"] == greedy
+    hot = guard.chat(msgs, temperature=1e-4, seed=3, max_tokens=4)  # sampled, stable
+    assert hot["choices"][0]["finish_reason"] == "length"

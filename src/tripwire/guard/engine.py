@@ -117,11 +117,16 @@ class _Row:
         return out
 
 
+#: Temperatures below this are greedy: ``logits / T`` would overflow to inf (and NaN) first.
+MIN_TEMPERATURE = 1e-6
+
+
 def _sample(logits: torch.Tensor, req: GenRequest, gen: torch.Generator | None) -> torch.Tensor:
     """Next tokens for the rows of one request: argmax, or nucleus sampling with ``gen``."""
-    if req.temperature <= 0 or gen is None:
+    if req.temperature < MIN_TEMPERATURE or gen is None:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float().cpu() / req.temperature, dim=-1)
+    scaled = logits.double().cpu() / req.temperature
+    probs = torch.softmax(scaled - scaled.max(-1, keepdim=True).values, dim=-1)
     if req.top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
         keep = sorted_p.cumsum(-1) - sorted_p < req.top_p
@@ -159,7 +164,7 @@ class Engine:
                 r.seed if r.seed is not None else random.getrandbits(62)
             )
             for i, r in enumerate(requests)
-            if r.temperature > 0
+            if r.temperature >= MIN_TEMPERATURE
         }
         self._loop(rows, state, logits, gens, sink)
 
