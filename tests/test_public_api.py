@@ -172,6 +172,18 @@ ROOMS: dict[str, list[str]] = {
         "tool_calls",
         "tool_outputs",
     ],
+    "tripwire.guard": [
+        "DecodeRule",
+        "Guard",
+        "GuardBackend",
+        "GuardDetector",
+        "Monitor",
+        "PrefillThresholds",
+        "Readout",
+        "TransformersBackend",
+        "Verdict",
+        "load_detector",
+    ],
     "tripwire.runtime": [
         "Alert",
         "ApiError",

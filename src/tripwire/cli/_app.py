@@ -150,6 +150,13 @@ class Group(TyperGroup):
         with _one_line_usage(ctx):
             return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx: Any) -> Any:
+        # A group whose callback does the work (``tripwire guard``) fails the same one way.
+        try:
+            return super().invoke(ctx)
+        except TripwireError as exc:
+            fail(exc)
+
 
 class App(typer.Typer):
     """``typer.Typer`` whose groups and commands are :class:`Group` and :class:`Command`."""

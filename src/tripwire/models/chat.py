@@ -25,14 +25,21 @@ def _fallback(messages: list[Message], add_generation_prompt: bool) -> str:
     return "".join(parts)
 
 
-def render_chat(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
-    """Render ``messages`` with the tokenizer's chat template (plain fallback without one)."""
+def render_chat(
+    tokenizer: Any,
+    messages: list[Message],
+    add_generation_prompt: bool = True,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
+    """Render ``messages`` with the tokenizer's chat template (plain fallback without one);
+    ``tools`` (OpenAI function declarations) go to the template, which may ignore them."""
     for m in messages:
         if set(m) - {"role", "content"} or "role" not in m or "content" not in m:
             raise ValueError(f"a chat message needs exactly 'role' and 'content', got {sorted(m)}")
     if getattr(tokenizer, "chat_template", None):
+        extra = {"tools": tools} if tools else {}
         text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
         )
         return str(text)
     return _fallback(messages, add_generation_prompt)

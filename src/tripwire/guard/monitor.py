@@ -1,0 +1,129 @@
+"""The guard's decisions: the prefill gate (allow / flag / block before the first token) and the
+decode monitor (a sequential rule per detector per answer that can stop it mid-way).
+
+Both read the residuals the backend's hooks handed over from the forward pass that was running
+anyway; nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tripwire.guard.detectors import GuardDetector
+
+Action = Literal["allow", "flag", "block"]
+ACTIONS: tuple[Action, ...] = ("allow", "flag", "block")
+
+
+@dataclass
+class Verdict:
+    """What the guard decided for one prompt or one answer, and why."""
+
+    action: Action = "allow"
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    stage: str = "prefill"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "stage": self.stage,
+            "reasons": self.reasons,
+            "scores": self.scores,
+        }
+
+
+def strictest(actions: Sequence[Action]) -> Action:
+    return max(actions or ["allow"], key=ACTIONS.index)
+
+
+class Monitor:
+    """Score residuals with every detector; gate prompts; run decode rules per answer row."""
+
+    def __init__(self, detectors: Sequence[GuardDetector]) -> None:
+        names = [d.name for d in detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two detectors share a name: {sorted(names)}")
+        self.detectors = list(detectors)
+        self.layers = sorted({i for d in self.detectors for i in d.layers})
+        self._weights: dict[str, tuple[torch.Tensor, float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.detectors)
+
+    def _linear(self, d: GuardDetector, like: torch.Tensor) -> tuple[torch.Tensor, float]:
+        if d.name not in self._weights:
+            assert d.linear is not None
+            w, b = d.linear
+            self._weights[d.name] = (torch.as_tensor(w, dtype=torch.float32, device=like.device), b)
+        return self._weights[d.name]
+
+    def score(self, residuals: dict[int, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Suspicion per detector per row (higher = more suspicious).
+
+        Linear detectors are one matrix product on the model's device; the others (outlier
+        detectors) score the residuals copied to the CPU."""
+        out: dict[str, np.ndarray] = {}
+        linear = [d for d in self.detectors if d.linear is not None]
+        if linear:
+            cols = []
+            for d in linear:
+                x = torch.cat([residuals[i] for i in d.layers], dim=1)
+                w, b = self._linear(d, x)
+                cols.append(x @ w + b)
+            scores = torch.stack(cols, dim=1).double().cpu().numpy()
+            out = {d.name: scores[:, j] for j, d in enumerate(linear)}
+        rest = [d for d in self.detectors if d.linear is None]
+        if rest:
+            arrays = {i: residuals[i].cpu().numpy() for i in {i for d in rest for i in d.layers}}
+            out.update({d.name: d.score(arrays) for d in rest})
+        return out
+
+    def gate(self, scores: dict[str, np.ndarray], row: int) -> Verdict:
+        """The prefill verdict for one prompt row: block above a block threshold, else flag."""
+        v = Verdict(scores={k: float(s[row]) for k, s in scores.items()})
+        for d in self.detectors:
+            t, s = d.prefill, v.scores[d.name]
+            if t is None:
+                continue
+            if s > t.block:
+                v.action = "block"
+                v.reasons.append(
+                    f"{d.name} {s:.3f} > block {t.block:.3f} (calibrated to {t.budget:.2%} false "
+                    "blocks on honest prompts) at the last prompt token"
+                )
+            elif t.flag is not None and s > t.flag:
+                v.action = strictest([v.action, "flag"])
+                v.reasons.append(f"{d.name} {s:.3f} > flag {t.flag:.3f} at the last prompt token")
+        return v
+
+    def start(self, rows: int) -> np.ndarray:
+        """Fresh decode statistics: ``(rows, n_detectors)`` zeros."""
+        return np.zeros((rows, len(self.detectors)))
+
+    def observe(
+        self, stats: np.ndarray, scores: dict[str, np.ndarray], token_index: Sequence[int]
+    ) -> list[Verdict | None]:
+        """Advance every row's statistics by one token (in place); a verdict where one alarms."""
+        alarms: list[Verdict | None] = [None] * stats.shape[0]
+        for j, d in enumerate(self.detectors):
+            if d.decode is None:
+                continue
+            stats[:, j] = d.decode.update(stats[:, j], scores[d.name])
+            for r in np.flatnonzero(stats[:, j] > d.decode.level).tolist():
+                v = alarms[r] or Verdict(action="block", stage="decode")
+                v.reasons.append(
+                    f"{d.name} {d.decode.rule} {stats[r, j]:.3f} > level {d.decode.level:.3f} "
+                    f"at generated token {token_index[r]}"
+                )
+                v.scores[d.name] = float(scores[d.name][r])
+                alarms[r] = v
+        return alarms
+
+
+__all__ = ["ACTIONS", "Action", "Monitor", "Verdict", "strictest"]
