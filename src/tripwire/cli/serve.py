@@ -43,6 +43,21 @@ def _database_error(exc: Exception) -> UsageError:
     return UsageError(f"cannot open database: {type(exc).__name__}: {first}")
 
 
+def _migrated(db: str) -> Any:
+    """An engine on ``db`` with every migration applied; a database that cannot be opened is one
+    line (exit 2)."""
+    from tripwire.runtime.store import make_engine, migrate
+
+    try:
+        engine = make_engine(db)
+        migrate(engine)
+    except TripwireError:
+        raise
+    except Exception as exc:
+        raise _database_error(exc) from exc
+    return engine
+
+
 def check_sqlite_file(path: Path, flag: str = "--db") -> None:
     """A SQLite file to open or create: a writable place, and a SQLite database if it exists."""
     check_out_file(path, flag)
@@ -145,7 +160,6 @@ def serve(
         from tripwire.runtime.app import create_app
         from tripwire.runtime.monitors.rules import load_policy
         from tripwire.runtime.pipeline import RuntimeConfig
-        from tripwire.runtime.store import make_engine, migrate
 
     monitors = [parse_llm_monitor(spec) for spec in llm_monitor or []]
     if probe:
@@ -174,13 +188,7 @@ def serve(
             highlight=False,
         )
     check_db_url(db)
-    try:
-        engine = make_engine(db)
-        migrate(engine)
-    except TripwireError:
-        raise
-    except Exception as exc:
-        raise _database_error(exc) from exc
+    engine = _migrated(db)
     where = engine.url.render_as_string(hide_password=True)
     err.print(f"listening on http://{host}:{port} (db {where})", highlight=False, soft_wrap=True)
     sys.stderr.flush()
@@ -211,13 +219,11 @@ def keys_create(
     """Create an API key for a tenant and print it (it is stored only as a hash)."""
     with needs_extra("runtime", "keys create"):
         from tripwire.runtime.keys import check_tenant, create_key
-        from tripwire.runtime.store import make_engine, migrate
 
     check_tenant(tenant)  # before the database is opened (or created)
     check_db_url(db)
+    engine = _migrated(db)
     try:
-        engine = make_engine(db)
-        migrate(engine)
         key = create_key(engine, tenant)
     except TripwireError:
         raise
@@ -230,19 +236,12 @@ def _key_engine(db: str) -> Any:
     """The engine of an existing, migrated key database (a missing SQLite file is not created)."""
     from sqlalchemy.engine import make_url
 
-    from tripwire.runtime.store import make_engine, migrate, normalise_url
+    from tripwire.runtime.store import normalise_url
 
     url = make_url(normalise_url(db))
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise UsageError(f"--db {db!r}: no such database; `tripwire keys create` makes one")
-    try:
-        engine = make_engine(db)
-        migrate(engine)
-    except TripwireError:
-        raise
-    except Exception as exc:
-        raise _database_error(exc) from exc
-    return engine
+    return _migrated(db)
 
 
 @keys_app.command("list")
