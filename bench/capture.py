@@ -8,7 +8,8 @@ the shipped neutral prompts and padded by ``capture``'s own rules) from the same
 * ``tripwire_one_layer``: ``capture(texts, layers=[last block], positions="last")`` - the public
   call, tokenisation included (the baseline gets its ids for free);
 * ``tripwire_all_layers``: the same for every block;
-* ``nnsight``: ``NNsight(model).trace(...)`` saving the last block's output at the last token;
+* ``nnsight``: ``NNsight(model).trace(...)`` saving the last block's output at the last token (the
+  trace runs the whole model, LM head included, as a plain ``trace`` does);
 * ``transformer_lens``: ``TransformerBridge.boot_transformers(..., hf_model=a copy)`` and
   ``run_with_cache(names_filter=<last block's hook_out>)`` (TransformerLens switches its copy
   to eager attention so that hooks see attention patterns: that is what its users get).
