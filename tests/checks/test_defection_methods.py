@@ -143,8 +143,14 @@ def test_every_method_scores_the_planted_organism(name: str) -> None:
     assert 0.0 <= res.format_fpr <= 1.0 and res.auroc is not None
 
 
-def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> None:
+def test_leaderboard_end_to_end_on_a_tiny_zoo(
+    make_lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dataclasses import replace
+
+    import importlib
+
+    from tripwire.errors import UsageError
 
     from tripwire.checks.defection.leaderboard import run_leaderboard
     from tripwire.models import load_model
@@ -155,7 +161,7 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> N
     lm.model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
     zoo = tmp_path / "zoo"
-    for name in ("tag-string", "date-code", "benign-style"):
+    for name in ("tag-string", "date-code", "benign-style", "suffix-string"):
         spec = next(s for s in RECIPE if s.name == name)
         small = replace(spec, method="full", steps=6, lr=3e-3, n_train=4, n_eval=2, batch_size=4)
         build_organism(lambda: load_model(str(folder)), small, zoo)
@@ -179,3 +185,20 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(make_lm: Any, tmp_path: Path) -> N
     every = md.split("## Every figure")[1]
     assert every.count("| tag-string | `") == len(METHODS)  # one row per method
     assert "Final held-out" not in md
+    assert "suffix-string" not in board["table"]  # a final organism: never read so far
+    # --final refuses while the defaults frozen in code are not the dev organisms' choice ...
+    probe_mod = importlib.import_module("tripwire.checks.defection.probe")  # not the function
+    chosen = board["default"]["with_base"]
+    other = next(m for m in METHODS if m != chosen)
+    monkeypatch.setattr(probe_mod, "DEFAULT_WITH_BASE", other)
+    monkeypatch.setattr(probe_mod, "DEFAULT_OWN", board["default"]["own_model_only"])
+    with pytest.raises(UsageError, match="freeze the defaults"):
+        run_leaderboard(zoo, include_final=True)
+    assert not (zoo / "suffix-string" / "features").exists()  # ... before reading any final
+    # ... and scores the final organisms with them once they are.
+    monkeypatch.setattr(probe_mod, "DEFAULT_WITH_BASE", chosen)
+    final = run_leaderboard(zoo, include_final=True)
+    assert set(final["final"]["with_base"]) == {"suffix-string"}
+    assert final["final"]["with_base"]["suffix-string"]["method"] == chosen
+    assert final["frozen_default"]["with_base"] == chosen
+    assert "### Final held-out organisms" in render_markdown(final)

@@ -159,6 +159,13 @@ def _load_organism(base_spec: str, path: Path, device: str) -> LocalModel:
     return load_model(base_spec, adapter=path, device=device)
 
 
+def frozen_defaults() -> dict[str, str]:
+    """The defaults ``tripwire probe defection`` uses, per track, as frozen in code."""
+    from tripwire.checks.defection.probe import DEFAULT_OWN, DEFAULT_WITH_BASE
+
+    return {"with_base": DEFAULT_WITH_BASE, "own_model_only": DEFAULT_OWN}
+
+
 def run_leaderboard(
     zoo: str | Path,
     include_final: bool = False,
@@ -167,19 +174,21 @@ def run_leaderboard(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every method on every built organism of ``zoo``; the final set only with
-    ``include_final`` (look at it once)."""
+    ``include_final`` (look at it once), and only once the defaults frozen in code are the ones
+    the selection rule picks on the dev organisms (else a :class:`UsageError`, before any final
+    organism is read)."""
     from tripwire.organisms.zoo import read_zoo
 
     say = progress or (lambda message: None)
-    roles = ("dev", "benign", "final") if include_final else ("dev", "benign")
-    organisms = read_zoo(zoo, roles)
+    organisms = read_zoo(zoo, ("dev", "benign"))
     if not organisms:
         raise UsageError(f"{zoo} holds no built organisms: run `tripwire organism zoo` first")
     base_spec = str(organisms[0].card["base_model"])
     base = load_model(base_spec, device=device)
     table: dict[str, dict[str, MethodResult]] = {}
     info: list[dict[str, Any]] = []
-    for org in organisms:
+
+    def score(org: Any) -> None:
         model = _load_organism(base_spec, org.path, device)
         data = read_model(
             org.name, org.role, model, base, org.rows, org.path / "features", progress=say
@@ -200,7 +209,9 @@ def run_leaderboard(
                 "n_defected": int(data.labels.sum()),
             }
         )
-        del model, data
+
+    for org in organisms:
+        score(org)
     benign = next((o for o in organisms if o.role == "benign"), None)
     if benign is not None:  # the clean base on the benign set's marker-laden prompts
         rows = [r | {"response": r["base_response"], "label": 0} for r in benign.rows]
@@ -211,7 +222,6 @@ def run_leaderboard(
         info.append({"name": CLEAN_BASE, "role": "null", "ground_truth": {"backdoored": False},
                      "n_eval": len(rows), "n_defected": 0})  # fmt: skip
     dev = [o.name for o in organisms if o.role == "dev"]
-    final = [o.name for o in organisms if o.role == "final"]
     tracks = {
         "with_base": list(METHODS),
         "own_model_only": [m for m in METHODS if not METHODS[m].needs_base],
@@ -224,18 +234,33 @@ def run_leaderboard(
             for m, v in METHODS.items()
         },  # fmt: skip
         "organisms": info,
-        "table": {o: {m: r.to_dict() for m, r in row.items()} for o, row in table.items()},
+        "table": {},
         "leave_one_out": {},
         "default": {},
+        "frozen_default": frozen_defaults(),
         "final": {},
     }
     for track, methods in tracks.items():
         if len(dev) >= 2:
             out["leave_one_out"][track] = leave_one_out(table, dev, methods)
-        chosen = choose(table, dev, methods) if dev else None
-        out["default"][track] = chosen
-        if chosen is not None and final:
-            out["final"][track] = {o: table[o][chosen].to_dict() for o in final}
+        out["default"][track] = choose(table, dev, methods) if dev else None
+    if include_final:
+        stale = {t: (out["frozen_default"][t], c) for t, c in out["default"].items()
+                 if c != out["frozen_default"][t]}  # fmt: skip
+        if stale:
+            t, (frozen, chosen) = next(iter(stale.items()))
+            raise UsageError(
+                f"the {t.replace('_', ' ')} default frozen in checks/defection/probe.py is "
+                f"{frozen!r} but the dev organisms choose {chosen!r}: freeze the defaults in "
+                "code before scoring the final organisms (--final)"
+            )
+        final = read_zoo(zoo, ("final",))
+        for org in final:
+            score(org)
+        for track, chosen in out["default"].items():
+            if chosen is not None and final:
+                out["final"][track] = {o.name: table[o.name][chosen].to_dict() for o in final}
+    out["table"] = {o: {m: r.to_dict() for m, r in row.items()} for o, row in table.items()}
     return out
 
 
@@ -355,6 +380,7 @@ __all__ = [
     "SELECTION_RULE",
     "benign_formats",
     "choose",
+    "frozen_defaults",
     "leave_one_out",
     "run_leaderboard",
     "read_model",
