@@ -146,13 +146,11 @@ def test_every_method_scores_the_planted_organism(name: str) -> None:
 def test_leaderboard_end_to_end_on_a_tiny_zoo(
     make_lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import importlib
     from dataclasses import replace
 
-    import importlib
-
-    from tripwire.errors import UsageError
-
     from tripwire.checks.defection.leaderboard import run_leaderboard
+    from tripwire.errors import UsageError
     from tripwire.models import load_model
     from tripwire.organisms.zoo import RECIPE, build_organism
 
