@@ -200,3 +200,10 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(
     assert final["final"]["with_base"]["suffix-string"]["method"] == chosen
     assert final["frozen_default"]["with_base"] == chosen
     assert "### Final held-out organisms" in render_markdown(final)
+    # A dev board written earlier stands in for re-reading the dev organisms: same figures.
+    again = run_leaderboard(zoo, include_final=True, dev_board=board)
+    assert again["final"] == final["final"] and again["table"] == final["table"]
+    with pytest.raises(UsageError, match="scored once"):
+        run_leaderboard(zoo, include_final=True, dev_board=final)
+    with pytest.raises(UsageError, match="add --final"):
+        run_leaderboard(zoo, dev_board=board)

@@ -118,6 +118,21 @@ CASES: list[tuple[str, list[str], str]] = [
         ["probe", "leaderboard", "--zoo", "dir", "--markdown", "dir"],
         "a folder",
     ),
+    (
+        "leaderboard-dev-board-not-json",
+        ["probe", "leaderboard", "--zoo", "dir", "--final", "--dev-board", "file.txt"],
+        "is not JSON",
+    ),
+    (
+        "leaderboard-dev-board-no-final",
+        ["probe", "leaderboard", "--zoo", "dir", "--dev-board", "eval.jsonl"],
+        "add --final",
+    ),
+    (
+        "leaderboard-dev-board-not-a-board",
+        ["probe", "leaderboard", "--zoo", "dir", "--final", "--dev-board", "m/config.json"],
+        "not a leaderboard JSON",
+    ),
     ("watch-policy-utf8", ["watch", "trace.jsonl", "--policy", "bad_utf8.jsonl"], "not UTF-8"),
     ("watch-policy-dir", ["watch", "trace.jsonl", "--policy", "dir"], "--policy dir is a folder"),
     ("watch-trace-dir", ["watch", "dir"], "is a folder"),

@@ -180,6 +180,14 @@ def probe_leaderboard_cmd(
             "--final", help="also score the final held-out organisms with the frozen defaults"
         ),
     ] = False,
+    dev_board: Annotated[
+        Path | None,
+        typer.Option(
+            "--dev-board",
+            help="with --final: take the dev, benign and null figures from this earlier "
+            "leaderboard JSON instead of re-reading those organisms",
+        ),
+    ] = None,
     seed: Seed = 0,
     device: Device = "cpu",
     as_json: Json = False,
@@ -192,8 +200,26 @@ def probe_leaderboard_cmd(
     check_out_file(out_file)
     check_out_file(markdown, "--markdown")
     check_device(device)
+    previous = None
+    if dev_board is not None:
+        import json
+
+        from tripwire.checks.defection.leaderboard import check_dev_board
+
+        if not final:
+            raise UsageError("--dev-board is only for scoring the final organisms: add --final")
+        check_in_file(dev_board, "--dev-board")
+        try:
+            previous = json.loads(dev_board.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(
+                f"--dev-board {dev_board} is not JSON ({e}): pass a leaderboard"
+            ) from e
+        check_dev_board(previous)
     with progress(not as_json) as say:
-        board = run_leaderboard(zoo, include_final=final, device=device, seed=seed, progress=say)
+        board = run_leaderboard(
+            zoo, include_final=final, device=device, seed=seed, progress=say, dev_board=previous
+        )
     write_result(board, out_file, as_json)
     if markdown is not None:
         from tripwire._io import write_text

@@ -166,84 +166,116 @@ def frozen_defaults() -> dict[str, str]:
     return {"with_base": DEFAULT_WITH_BASE, "own_model_only": DEFAULT_OWN}
 
 
+def _organism_info(org: Any, n_defected: int) -> dict[str, Any]:
+    return {
+        "name": org.name,
+        "role": org.role,
+        "ground_truth": org.card["ground_truth"],
+        "training": {k: org.card["spec"].get(k) for k in ("method", "rank", "seed", "steps")},
+        "seconds": org.card.get("seconds"),
+        "rates": org.card["rates"],
+        "n_eval": len(org.rows),
+        "n_defected": n_defected,
+    }
+
+
+def check_dev_board(board: dict[str, Any]) -> None:
+    """A dev board written earlier can stand in for re-scoring the dev organisms only if it was
+    made with the same methods and selection rule, and without the final set."""
+    if not isinstance(board, dict) or not isinstance(board.get("table"), dict):
+        raise UsageError("--dev-board is not a leaderboard JSON written by `probe leaderboard`")
+    if board.get("final"):
+        raise UsageError("--dev-board already holds final organisms: the final set is scored once")
+    if list(board.get("methods", {})) != list(METHODS):
+        raise UsageError("--dev-board was made with other methods: rerun the dev leaderboard")
+    if board.get("selection_rule") != SELECTION_RULE:
+        raise UsageError("--dev-board used another selection rule: rerun the dev leaderboard")
+
+
 def run_leaderboard(
     zoo: str | Path,
     include_final: bool = False,
     device: str = "cpu",
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    dev_board: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every method on every built organism of ``zoo``; the final set only with
     ``include_final`` (look at it once), and only once the defaults frozen in code are the ones
     the selection rule picks on the dev organisms (else a :class:`UsageError`, before any final
-    organism is read)."""
+    organism is read).
+
+    ``dev_board``: a leaderboard written earlier without the final set; its dev, benign and null
+    figures and its choice are taken as they are, so only the final organisms need to be built
+    and read (``include_final`` is then required)."""
     from tripwire.organisms.zoo import read_zoo
 
     say = progress or (lambda message: None)
-    organisms = read_zoo(zoo, ("dev", "benign"))
-    if not organisms:
-        raise UsageError(f"{zoo} holds no built organisms: run `tripwire organism zoo` first")
-    base_spec = str(organisms[0].card["base_model"])
-    base = load_model(base_spec, device=device)
-    table: dict[str, dict[str, MethodResult]] = {}
-    info: list[dict[str, Any]] = []
+    tracks = {
+        "with_base": list(METHODS),
+        "own_model_only": [m for m in METHODS if not METHODS[m].needs_base],
+    }
+    table: dict[str, dict[str, Any]] = {}
+    base: LocalModel | None = None
 
-    def score(org: Any) -> None:
+    def score(org: Any, base_spec: str) -> dict[str, Any]:
+        nonlocal base
+        if base is None:
+            base = load_model(base_spec, device=device)
         model = _load_organism(base_spec, org.path, device)
         data = read_model(
             org.name, org.role, model, base, org.rows, org.path / "features", progress=say
         )
         say(f"{org.name}: scoring {len(METHODS)} methods")
-        table[org.name] = {m: evaluate(METHODS[m], data, seed) for m in METHODS}
-        info.append(
-            {
-                "name": org.name,
-                "role": org.role,
-                "ground_truth": org.card["ground_truth"],
-                "training": {
-                    k: org.card["spec"].get(k) for k in ("method", "rank", "seed", "steps")
-                },
-                "seconds": org.card.get("seconds"),
-                "rates": org.card["rates"],
-                "n_eval": len(org.rows),
-                "n_defected": int(data.labels.sum()),
-            }
-        )
+        table[org.name] = {m: evaluate(METHODS[m], data, seed).to_dict() for m in METHODS}
+        return _organism_info(org, int(data.labels.sum()))
 
-    for org in organisms:
-        score(org)
-    benign = next((o for o in organisms if o.role == "benign"), None)
-    if benign is not None:  # the clean base on the benign set's marker-laden prompts
-        rows = [r | {"response": r["base_response"], "label": 0} for r in benign.rows]
-        data = read_model(
-            CLEAN_BASE, "null", base, base, rows, Path(zoo) / "_base" / "features", progress=say
-        )
-        table[CLEAN_BASE] = {m: evaluate(METHODS[m], data, seed) for m in METHODS}
-        info.append({"name": CLEAN_BASE, "role": "null", "ground_truth": {"backdoored": False},
-                     "n_eval": len(rows), "n_defected": 0})  # fmt: skip
-    dev = [o.name for o in organisms if o.role == "dev"]
-    tracks = {
-        "with_base": list(METHODS),
-        "own_model_only": [m for m in METHODS if not METHODS[m].needs_base],
-    }
-    out: dict[str, Any] = {
-        "protocol": __doc__,
-        "selection_rule": SELECTION_RULE,
-        "methods": {
-            m: {"needs_base": v.needs_base, "reads": v.reads, "description": v.description}
-            for m, v in METHODS.items()
-        },  # fmt: skip
-        "organisms": info,
-        "table": {},
-        "leave_one_out": {},
-        "default": {},
-        "frozen_default": frozen_defaults(),
-        "final": {},
-    }
-    for track, methods in tracks.items():
-        if len(dev) >= 2:
-            out["leave_one_out"][track] = leave_one_out(table, dev, methods)
-        out["default"][track] = choose(table, dev, methods) if dev else None
+    if dev_board is not None:
+        if not include_final:
+            raise UsageError("--dev-board is only for scoring the final organisms: add --final")
+        check_dev_board(dev_board)
+        out = {k: v for k, v in dev_board.items() if k != "frozen_default"}
+        out["organisms"] = [i for i in out["organisms"] if i["role"] != "final"]
+        out["final"] = {}
+        table.update(out["table"])
+    else:
+        organisms = read_zoo(zoo, ("dev", "benign"))
+        if not organisms:
+            raise UsageError(f"{zoo} holds no built organisms: run `tripwire organism zoo` first")
+        base_spec = str(organisms[0].card["base_model"])
+        info = [score(org, base_spec) for org in organisms]
+        benign = next((o for o in organisms if o.role == "benign"), None)
+        if benign is not None:  # the clean base on the benign set's marker-laden prompts
+            assert base is not None
+            rows = [r | {"response": r["base_response"], "label": 0} for r in benign.rows]
+            data = read_model(
+                CLEAN_BASE, "null", base, base, rows, Path(zoo) / "_base" / "features",
+                progress=say,
+            )  # fmt: skip
+            table[CLEAN_BASE] = {m: evaluate(METHODS[m], data, seed).to_dict() for m in METHODS}
+            info.append({"name": CLEAN_BASE, "role": "null", "n_eval": len(rows),
+                         "ground_truth": {"backdoored": False}, "n_defected": 0})  # fmt: skip
+        dev = [o.name for o in organisms if o.role == "dev"]
+        results = {o: {m: MethodResult(**_fields(r)) for m, r in row.items()}
+                   for o, row in table.items()}  # fmt: skip
+        out = {
+            "protocol": __doc__,
+            "selection_rule": SELECTION_RULE,
+            "methods": {
+                m: {"needs_base": v.needs_base, "reads": v.reads, "description": v.description}
+                for m, v in METHODS.items()
+            },  # fmt: skip
+            "organisms": info,
+            "table": table,
+            "leave_one_out": {},
+            "default": {},
+            "final": {},
+        }
+        for track, methods in tracks.items():
+            if len(dev) >= 2:
+                out["leave_one_out"][track] = leave_one_out(results, dev, methods)
+            out["default"][track] = choose(results, dev, methods) if dev else None
+    out["frozen_default"] = frozen_defaults()
     if include_final:
         stale = {t: (out["frozen_default"][t], c) for t, c in out["default"].items()
                  if c != out["frozen_default"][t]}  # fmt: skip
@@ -255,13 +287,22 @@ def run_leaderboard(
                 "code before scoring the final organisms (--final)"
             )
         final = read_zoo(zoo, ("final",))
+        if not final:
+            raise UsageError(f"{zoo} holds no final organisms: build them with `organism zoo`")
         for org in final:
-            score(org)
+            out["organisms"].append(score(org, str(org.card["base_model"])))
         for track, chosen in out["default"].items():
-            if chosen is not None and final:
-                out["final"][track] = {o.name: table[o.name][chosen].to_dict() for o in final}
-    out["table"] = {o: {m: r.to_dict() for m, r in row.items()} for o, row in table.items()}
+            if chosen is not None:
+                out["final"][track] = {o.name: table[o.name][chosen] for o in final}
+    out["table"] = table
     return out
+
+
+def _fields(d: dict[str, Any]) -> dict[str, Any]:
+    """A :class:`MethodResult`'s constructor arguments from its ``to_dict``."""
+    return {
+        k: v for k, v in d.items() if k not in ("within_group_min", "beats_random_in_every_group")
+    }
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -379,6 +420,7 @@ __all__ = [
     "CLEAN_BASE",
     "SELECTION_RULE",
     "benign_formats",
+    "check_dev_board",
     "choose",
     "frozen_defaults",
     "leave_one_out",
