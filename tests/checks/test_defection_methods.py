@@ -185,7 +185,7 @@ def test_leaderboard_end_to_end_on_a_tiny_zoo(
     assert "Final held-out" not in md
     assert "suffix-string" not in board["table"]  # a final organism: never read so far
     # --final refuses while the defaults frozen in code are not the dev organisms' choice ...
-    probe_mod = importlib.import_module("tripwire.checks.defection.probe")  # not the function
+    probe_mod = importlib.import_module("tripwire.checks.defection.methods")
     chosen = board["default"]["with_base"]
     other = next(m for m in METHODS if m != chosen)
     monkeypatch.setattr(probe_mod, "DEFAULT_WITH_BASE", other)

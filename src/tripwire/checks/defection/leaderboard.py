@@ -8,7 +8,7 @@ Protocol (nothing about an organism is used to evaluate it):
 * **leave one organism out**: for each ``dev`` organism, the method is chosen on the other dev
   organisms by :data:`SELECTION_RULE`, and that choice is scored on the one left out;
 * the default method is the rule's choice on all dev organisms, frozen in code
-  (:data:`~tripwire.checks.defection.probe.DEFAULT_WITH_BASE` / ``DEFAULT_OWN``); the ``final``
+  (:data:`~tripwire.checks.defection.methods.DEFAULT_WITH_BASE` / ``DEFAULT_OWN``); the ``final``
   organisms are scored once, with that default, only when asked (``include_final``);
 * the nulls: the same methods on the benign fine-tune (no backdoor) and on the clean base.
 
@@ -161,9 +161,9 @@ def _load_organism(base_spec: str, path: Path, device: str) -> LocalModel:
 
 def frozen_defaults() -> dict[str, str]:
     """The defaults ``tripwire probe defection`` uses, per track, as frozen in code."""
-    from tripwire.checks.defection.probe import DEFAULT_OWN, DEFAULT_WITH_BASE
+    from tripwire.checks.defection import methods
 
-    return {"with_base": DEFAULT_WITH_BASE, "own_model_only": DEFAULT_OWN}
+    return {"with_base": methods.DEFAULT_WITH_BASE, "own_model_only": methods.DEFAULT_OWN}
 
 
 def _organism_info(org: Any, n_defected: int) -> dict[str, Any]:

@@ -155,10 +155,27 @@ METHODS: dict[str, Method] = {
 }  # fmt: skip
 
 
+#: The defaults of ``tripwire probe defection`` (``--method auto``): the leave-one-organism-out
+#: choice on the zoo's dev organisms, frozen here before the final organisms are scored
+#: (``tripwire probe leaderboard --final`` refuses otherwise). With the clean base known:
+DEFAULT_WITH_BASE = "diff-kl-gen"  # provisional: see checks/defection/probe.py
+#: Without it (the model's own activations only):
+DEFAULT_OWN = "mahalanobis-gen"  # provisional
+
+
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise UsageError(f"unknown --method {name!r}: choose one of {', '.join(METHODS)}")
     return METHODS[name]
 
 
-__all__ = ["METHODS", "Method", "PairSet", "Scorer", "get_method", "middle_layers"]
+__all__ = [
+    "DEFAULT_OWN",
+    "DEFAULT_WITH_BASE",
+    "METHODS",
+    "Method",
+    "PairSet",
+    "Scorer",
+    "get_method",
+    "middle_layers",
+]

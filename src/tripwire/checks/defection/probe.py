@@ -23,7 +23,13 @@ import numpy as np
 from tripwire.checks.defection.evaluate import N_RANDOM, ModelData, evaluate, neutral_split
 from tripwire.checks.defection.features import K_GEN
 from tripwire.checks.defection.leaderboard import read_model
-from tripwire.checks.defection.methods import METHODS, Method, get_method
+from tripwire.checks.defection.methods import (
+    DEFAULT_OWN,
+    DEFAULT_WITH_BASE,
+    METHODS,
+    Method,
+    get_method,
+)
 from tripwire.checks.defection.pairs import LAYER_RULE
 from tripwire.errors import DataError, UsageError
 from tripwire.models.loading import LocalModel
@@ -32,8 +38,6 @@ from tripwire.whitebox.datasets import read_jsonl
 from tripwire.whitebox.detectors import DiffMeans, MahalanobisDetector
 from tripwire.whitebox.generation import generate
 
-DEFAULT_WITH_BASE = "diff-kl-gen"  # provisional: see the module docstring
-DEFAULT_OWN = "mahalanobis-gen"  # provisional
 RANDOM_RULE = (
     "best of N random unit directions in the method's standardised feature space (the model's "
     "own last-token residuals for scalar methods), chosen on one half of the prompts and scored "
