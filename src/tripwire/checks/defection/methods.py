@@ -158,9 +158,9 @@ METHODS: dict[str, Method] = {
 #: The defaults of ``tripwire probe defection`` (``--method auto``): the leave-one-organism-out
 #: choice on the zoo's dev organisms, frozen here before the final organisms are scored
 #: (``tripwire probe leaderboard --final`` refuses otherwise). With the clean base known:
-DEFAULT_WITH_BASE = "diff-kl-gen"  # provisional: see checks/defection/probe.py
+DEFAULT_WITH_BASE = "diff-kl"  # chosen on the 8 dev organisms, 2026-12-02 (docs/leaderboard.md)
 #: Without it (the model's own activations only):
-DEFAULT_OWN = "mahalanobis-gen"  # provisional
+DEFAULT_OWN = "mahalanobis-gen"  # chosen on the 8 dev organisms, 2026-12-02
 
 
 def get_method(name: str) -> Method:

@@ -1,14 +1,15 @@
 """``tripwire probe defection``: one method on a user's model and labelled prompts, every control.
 
-The default method is meant to be the leave-one-organism-out winner on the zoo's development
+The default method is the leave-one-organism-out winner on the zoo's development
 organisms (``tripwire probe leaderboard``): :data:`DEFAULT_WITH_BASE` when the clean base is
 known (an ``--adapter``, or ``--base``), :data:`DEFAULT_OWN` otherwise.
 
-**Provisional (2026-12-02):** the leave-one-organism-out run has not finished yet (the zoo is
-partly built), so both defaults are still the ones chosen a priori, before any organism was
-scored: the mean KL divergence from the base along the model's own first tokens, and the
-Mahalanobis distance of the first generated tokens from neutral traffic. Replace them with the
-leaderboard's ``default`` entries on the dev organisms, then run ``--final`` once.
+Frozen on 2026-12-02 from the leave-one-organism-out run on the zoo's 8 dev organisms
+(``docs/leaderboard.json``), before any final organism was scored: ``diff-kl`` (KL divergence
+of the first token's distribution from the clean base's, at the last prompt token - before any
+output) and ``mahalanobis-gen`` (Mahalanobis distance of the first generated tokens from
+neutral traffic). ``tripwire probe leaderboard --final`` refuses to score the final organisms
+while the selection rule's choice on the dev organisms differs from these.
 """
 
 from __future__ import annotations
