@@ -1,5 +1,6 @@
-"""A Ray cluster started by the tests themselves (2 CPUs, loopback, no dashboard, no usage
-statistics), shared by the module; tiny models written to folders, since workers load from disk.
+"""A Ray cluster started by the tests themselves (2 CPUs, no dashboard, no usage statistics),
+shared by every test here (started once: Ray takes seconds to start); tiny models written to
+folders, since workers load from disk.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     import ray
 
