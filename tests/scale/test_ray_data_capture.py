@@ -86,3 +86,14 @@ def test_cli_capture_on_ray_equals_the_serial_command(
         np.testing.assert_allclose(a[layer], b[layer], rtol=1e-5, atol=1e-6)
     again = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--ray"])
     assert again.exit_code == 2 and "not an empty folder" in again.output
+
+
+def test_an_actor_that_cannot_start_fails_the_capture_with_its_own_error(
+    ray_cluster: Any, tiny_folders: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from tripwire.errors import UsageError
+    from tripwire.scale.data_capture import capture_on_ray
+
+    with pytest.raises(UsageError, match="layer 99 is out of range"):
+        capture_on_ray(str(tiny_folders[0]), PROMPTS, tmp_path / "acts", layers=[99])
+    assert not (tmp_path / "acts" / "index.json").exists()

@@ -7,8 +7,9 @@ actors that each hold the model writes one shard per batch (:mod:`tripwire.scale
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,14 +97,14 @@ def capture_cmd(
             lm = say.load(model, adapter, dtype, device)
             picked = resolve_layers(chosen, lm.n_layers)  # checked before the first shard
             say(f"capturing {len(prompts)} prompts")
-            acts = capture(
+            capture(
                 lm, [lm.prompt(p) for p in prompts], layers=picked,
                 positions=positions,  # type: ignore[arg-type]
                 batch_size=batch_size, out_dir=out_dir, shard_samples=shard_size,
                 progress=lambda done: say.step(done, len(prompts)),
             )  # fmt: skip
-            index = {"layers": acts.layers, "positions": positions, "n_samples": len(prompts),
-                     "shards": acts._shards, "engine": "capture"}  # fmt: skip
+            index: dict[str, Any] = json.loads((out_dir / "index.json").read_text())
+            index["engine"] = "capture"
         else:
             from tripwire.scale.data_capture import capture_on_ray
             from tripwire.scale.ray_runner import Resources, cluster

@@ -16,6 +16,7 @@ the index's order, concatenated, are the serial capture of the same prompts. A f
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,31 @@ class CaptureActor:
         }
 
 
+def _tripwire_cause(exc: BaseException | None) -> TripwireError | None:
+    """The :class:`TripwireError` a Ray Data actor raised: the task error's ``cause``, or, for
+    an actor that died in its constructor (Ray keeps only the text), the last
+    ``tripwire.errors.<Name>: <message>`` line of its traceback, as that class again."""
+    import re
+
+    from tripwire import errors
+
+    text, seen = "", 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, TripwireError):
+            return exc
+        text += "\n" + str(exc)
+        cause = getattr(exc, "cause", None)
+        exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
+        seen += 1
+    found = re.findall(r"tripwire\.errors\.(\w+): (.+)", text)
+    if found:
+        name, message = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, TripwireError):
+            return cls(message.strip())
+    return None
+
+
 def capture_on_ray(
     model: str,
     prompts: Sequence[str],
@@ -130,7 +156,7 @@ def capture_on_ray(
     DataContext.get_current().enable_progress_bars = False
     ds = ray.data.from_items([{"index": i, "prompt": p} for i, p in enumerate(prompts)])
     say(f"capturing {len(prompts)} prompts on {concurrency} Ray Data actor(s)")
-    records = ds.map_batches(
+    pipeline = ds.map_batches(
         CaptureActor,
         fn_constructor_kwargs={
             "model": model,
@@ -148,7 +174,16 @@ def capture_on_ray(
         concurrency=concurrency,
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus,
-    ).take_all()  # Ray Data restarts an actor that died and retries its batch
+    )  # Ray Data restarts an actor that died and retries its batch
+    data_log = logging.getLogger("ray.data")
+    level = data_log.level
+    data_log.setLevel(logging.CRITICAL)  # its traceback dumps would bury our one error line
+    try:
+        records = pipeline.take_all()
+    except Exception as exc:  # the actor's own error (a bad layer, a model that will not load)
+        raise _tripwire_cause(exc) or exc from None
+    finally:
+        data_log.setLevel(level)
     shards = sorted(
         {str(r["shard"]): r for r in records}.values(), key=lambda r: int(r["first"])
     )  # a retried batch reports once per success; its file is the same
