@@ -133,8 +133,10 @@ def cluster(address: str = LOCAL, num_cpus: int | None = None) -> Iterator[Any]:
         else:
             kwargs.pop("include_dashboard")
             ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises bare Exceptions too (a node that timed out starting)
         first = (str(exc).splitlines() or [""])[0][:200]
+        if address == LOCAL:
+            raise TripwireError(f"--ray: the local Ray cluster did not start ({first})") from None
         raise UsageError(f"--ray {address}: cannot connect ({first})") from None
     _quiet(ray)
     try:
