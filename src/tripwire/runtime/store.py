@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -154,6 +155,25 @@ drift_state = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# One row per tenant that has ingested: what the writer needs to continue where the last commit
+# left off (audit budget, honeypot schedule, newest event id), under a version every commit bumps.
+# Every ingest transaction locks it first (SELECT ... FOR UPDATE on PostgreSQL), so the commits of
+# one tenant are serialised across ``tripwire serve`` replicas.
+tenant_state = Table(
+    "tenant_state",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("budget_seen", BigInteger, nullable=False),
+    Column("budget_spent", BigInteger, nullable=False),
+    Column("budget_cut", Float, nullable=False),
+    Column("honeypot_credit", Float, nullable=False),
+    Column("honeypot_trials", BigInteger, nullable=False),
+    Column("drift_cursor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 monitor_fingerprints = Table(
     "monitor_fingerprints",
     metadata,
@@ -263,6 +283,7 @@ __all__ = [
     "monitor_health",
     "no_autocheckpoint",
     "normalise_url",
+    "tenant_state",
     "tenants",
     "wal_checkpoint",
 ]
