@@ -528,6 +528,9 @@ class Service:
                     continue
                 if int(r.last_event_id) > self._fed[t]:
                     alarms.extend((t, a) for a in self._catch_up(t))
+                drift = self._pipeline(t).drift
+                if drift is not None:
+                    alarms.extend((t, a) for a in drift.settle())
             self._write_drift(alarms, datetime.now(UTC))
         except Exception as exc:  # the next poll retries
             log.warning("drift poll failed: %s", type(exc).__name__)

@@ -249,6 +249,62 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=4, pool_recycle=1800)
 
 
+class WriterLock:
+    """The one ``tripwire serve`` (or ``watch``) writing a SQLite file: an exclusive ``flock`` on
+    ``FILE.writer.lock`` beside it, holding the owner's pid, host and start time. The kernel drops
+    the lock when its process ends, ``kill -9`` included, so a stale file never blocks anyone.
+    Readers (``keys list``, the dashboard of the running server) never take it."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".writer.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> WriterLock:
+        import fcntl
+        import socket
+        import time
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
+            finally:
+                os.close(fd)
+            raise UsageError(
+                f"{self.path.with_name(self.path.name.removesuffix('.writer.lock'))} already has "
+                f"a writer ({owner}); SQLite takes one writer process: stop it, or run several "
+                "replicas on PostgreSQL"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(),
+            0,
+        )
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def writer_lock(url: str) -> WriterLock | None:
+    """Take the single-writer lock of a SQLite ``url`` (None for PostgreSQL or ``:memory:``);
+    raises :class:`UsageError` naming the owner when another process holds it."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return None
+    return WriterLock(Path(path)).acquire()
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision`` (default: the newest)."""
     from alembic import command
@@ -257,6 +313,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # replicas starting together migrate one by one
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(29281, 1)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -286,4 +344,6 @@ __all__ = [
     "tenant_state",
     "tenants",
     "wal_checkpoint",
+    "writer_lock",
+    "WriterLock",
 ]
