@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tripwire.runtime import queries, store
-from tripwire.runtime.events import Event
+from tripwire.runtime.budget import AuditBudget
+from tripwire.runtime.events import Event, Verdict
 from tripwire.runtime.keys import create_key
 from tripwire.runtime.pipeline import Pipeline, RuntimeConfig
 from tripwire.runtime.traffic import attack_events, honest_event
@@ -116,6 +117,28 @@ def _recompute(engine: Engine) -> None:
             h.cusum.stat,
             h.demoted,
         )
+
+
+def test_budget_restored_between_groups_picks_as_one() -> None:
+    """Writers taking turns: the budget restored from stored counters, its window read back from
+    the stored scores, picks the same audits as one budget that saw every event."""
+    rng = random.Random(5)
+    scores = [rng.random() ** 6 for _ in range(6000)]
+    one, turns = AuditBudget(0.02), AuditBudget(0.02)
+    stored: list[float] = []
+    turns.history = lambda n: stored[-n:] if n else []
+    i, group = 0, 0
+    while i < len(scores):
+        size = 1 + group % 13
+        if group % 3 == 0:  # another writer committed in between: reload from the store
+            turns.restore(turns.seen, turns.spent, turns.cut)
+        for sc in scores[i : i + size]:
+            assert turns.consider(Verdict(sc, "allow")) == one.consider(Verdict(sc, "allow"))
+            assert turns.cut == one.cut
+        stored.extend(scores[i : i + size])
+        turns.committed()
+        i, group = i + size, group + 1
+    assert one.spent > 50
 
 
 @pytest.mark.postgres

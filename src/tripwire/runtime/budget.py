@@ -49,6 +49,12 @@ class AuditBudget:
         self._since = []
         self._known = seen == 0
 
+    def committed(self) -> None:
+        """The events considered so far are stored: ``history`` returns their scores from now on
+        (called by the writer after each commit)."""
+        if not self._known:
+            self._since = []
+
     def _window(self) -> deque[float]:
         if not self._known:
             if self.history is None:

@@ -315,12 +315,15 @@ class Service:
         except BaseException:
             for t in tenants:
                 self._versions.pop(t, None)
+                self._has_state.discard(t)  # its row may have been created in this transaction
             raise
         finally:
             for t in tenants:
                 self._unhook(t)
         self._versions.update(saved)
         self._before.update(before)
+        for t in tenants:
+            self.pipelines[t].budget.committed()
         for pt in parts:
             if not pt.job.future.done():
                 pt.job.future.set_result(pt.answer())
