@@ -141,6 +141,9 @@ async def _load(
     }
 
 
+WARM_TIMEOUT_S = [120.0]  # --warm-timeout
+
+
 async def _warm(c: httpx.AsyncClient) -> None:
     """Take all 8 agents past their drift baseline and wait until their detectors are
     calibrated, so what is measured is the steady state with drift on."""
@@ -157,8 +160,8 @@ async def _warm(c: httpx.AsyncClient) -> None:
         ]
         if all(states):
             break
-        if time.perf_counter() - t_warm > 120:
-            raise RuntimeError("drift calibration did not finish within 120 s")
+        if time.perf_counter() - t_warm > WARM_TIMEOUT_S[0]:
+            raise RuntimeError(f"drift calibration did not finish within {WARM_TIMEOUT_S[0]:g} s")
         evs = [honest_event(rng, f"agent-{i % 8}") for i in range(16)]
         await c.post("/v1/events", json={"events": evs})
         await asyncio.sleep(0.5)
@@ -179,7 +182,7 @@ def run_backend(
         engine = make_engine(url)
         migrate(engine)
         key = create_key(engine, "bench")
-        srv = Server(url, tmp / f"serve-{backend}.log").start()
+        srv = Server(url, tmp / f"serve-{backend}.log").start(timeout=600)
         try:
             res = asyncio.run(_load(srv.url, key, batch, conc, seconds, max_requests, keyed))
         finally:
@@ -265,7 +268,7 @@ def run_wrk(backend: str, replicas: int, conc: int, seconds: float, tmp: Path) -
     servers = [Server(url, tmp / f"serve-{run}-{i}.log") for i in range(replicas)]
     try:
         for srv in servers:
-            srv.start()
+            srv.start(timeout=600)  # a loaded machine imports slowly
 
         async def warm_all() -> None:
             for srv in servers:
@@ -364,6 +367,12 @@ def main() -> None:
         help="with wrk: serve processes on one database, comma-separated (SQLite: 1 only)",
     )
     ap.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    ap.add_argument(
+        "--warm-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the warm-up may wait for drift calibration (raise it on a loaded machine)",
+    )
     ap.add_argument("--batch", default="1,20", help="events per request, comma-separated")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -375,6 +384,7 @@ def main() -> None:
         help="send every request with its own Idempotency-Key (the retry-safe path)",
     )
     a = ap.parse_args()
+    WARM_TIMEOUT_S[0] = a.warm_timeout
     backends = ["sqlite", "postgres"] if a.backend == "both" else [a.backend]
     batches = [int(x) for x in a.batch.split(",")]
     try:

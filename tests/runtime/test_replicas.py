@@ -28,6 +28,7 @@ from .conftest import migrated
 from .server import Server
 
 RATE = 0.2  # honeypots per event: many trials in a short test
+START_S = 180  # a server import on 2 loaded cores can take minutes
 AG = "coder"
 OPTS = ("--honeypot-rate", str(RATE), "--drift-baseline", "40", "--drift-arl0", "500")
 
@@ -152,10 +153,12 @@ def test_two_replicas_answer_as_one(pg_url: str, tmp_path: Path) -> None:
     try:
         two, one = migrated(pg_url), migrated(one_url)
         k2, k1 = create_key(two, "ops"), create_key(one, "ops")
-        a = Server(pg_url, tmp_path / "a.log", *OPTS).start()
-        b = Server(pg_url, tmp_path / "b.log", *OPTS).start()
-        solo = Server(one_url, tmp_path / "solo.log", *OPTS).start()
+        a = Server(pg_url, tmp_path / "a.log", *OPTS)
+        b = Server(pg_url, tmp_path / "b.log", *OPTS)
+        solo = Server(one_url, tmp_path / "solo.log", *OPTS)
         try:
+            for srv in (a, b, solo):
+                srv.start(timeout=START_S)
             events = _stream(120, seed=3)
             pair = [_post((a, b)[i % 2].url, k2, e) for i, e in enumerate(events)]
             alone = [_post(solo.url, k1, e) for e in events]
@@ -212,17 +215,19 @@ def test_kill9_of_a_replica_loses_nothing_and_keeps_state_consistent(
 ) -> None:
     engine = migrated(pg_url)
     key = create_key(engine, "ops")
-    a = Server(pg_url, tmp_path / "a.log", *OPTS).start()
-    b = Server(pg_url, tmp_path / "b.log", *OPTS).start()
+    a = Server(pg_url, tmp_path / "a.log", *OPTS)
+    b = Server(pg_url, tmp_path / "b.log", *OPTS)
     acked: list[int] = []
     stop = threading.Event()
     threads = [
         threading.Thread(target=_load, args=([a.url, b.url], key, stop, acked, w)) for w in range(4)
     ]
     try:
+        a.start(timeout=START_S)
+        b.start(timeout=START_S)
         for t in threads:
             t.start()
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while len(acked) < 150:
             assert time.time() < deadline, "the load did not get going"
             time.sleep(0.1)
@@ -235,7 +240,8 @@ def test_kill9_of_a_replica_loses_nothing_and_keeps_state_consistent(
     finally:
         stop.set()
         for t in threads:
-            t.join(timeout=20)
+            if t.ident is not None:
+                t.join(timeout=20)
         a.stop()
         b.stop()
     with engine.connect() as conn:
@@ -249,8 +255,9 @@ def test_kill9_of_a_replica_loses_nothing_and_keeps_state_consistent(
 def test_sqlite_refuses_a_second_writer(sqlite_url: str, tmp_path: Path) -> None:
     engine = migrated(sqlite_url)
     create_key(engine, "ops")
-    first = Server(sqlite_url, tmp_path / "first.log").start()
+    first = Server(sqlite_url, tmp_path / "first.log")
     try:
+        first.start(timeout=START_S)
         second = subprocess.run(
             [sys.executable, "-m", "tripwire.cli", "serve", "--db", sqlite_url, "--port", "0"],
             capture_output=True,
@@ -275,7 +282,7 @@ def test_sqlite_refuses_a_second_writer(sqlite_url: str, tmp_path: Path) -> None
         assert httpx.get(f"{first.url}/healthz").status_code == 200
         # The kernel drops the lock with its process, kill -9 included: a new writer starts.
         first.kill9()
-        again = Server(sqlite_url, tmp_path / "again.log").start()
+        again = Server(sqlite_url, tmp_path / "again.log").start(timeout=START_S)
         again.stop()
     finally:
         first.stop()

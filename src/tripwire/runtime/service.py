@@ -3,8 +3,16 @@
 Requests hand their events to :meth:`Service.submit` and wait on a future that resolves only after
 the transaction holding those events has committed, so a 2xx always means "stored". Concurrent
 requests are committed together (group commit), which is what lets SQLite take thousands of
-events a second while every acknowledgement still waits for its commit. One thread owns all
-monitor, honeypot and drift state, so none of it needs locks.
+events a second while every acknowledgement still waits for its commit. One thread owns this
+process's monitor, honeypot and drift state, so none of it needs Python locks.
+
+Several processes may write one PostgreSQL database (replicas behind a load balancer) and answer
+as one: each group's transaction first locks the ``tenant_state`` row of every tenant in it
+(``SELECT ... FOR UPDATE``, in tenant order), reloads the budget, honeypot schedule and monitor
+records when another writer committed since (the row's version moved), and writes them back with
+the events. Drift is fed by one replica per tenant, elected by a session advisory lock that the
+server releases when that replica's connection dies (docs/scaling.md). SQLite has one writer
+process (``tripwire serve`` holds a lock file), so the reload only follows a failed transaction.
 
 One request never fails another: its events are checked against what every backend can store
 before scoring, and when a group's transaction fails all the same, its requests are committed one
