@@ -144,6 +144,20 @@ async def _load(
 WARM_TIMEOUT_S = [120.0]  # --warm-timeout
 
 
+async def _drift(c: httpx.AsyncClient, agent: str) -> dict[str, Any]:
+    """``GET /v1/drift``, retried once when the server closed an idle keep-alive connection
+    just as the request went out (uvicorn closes them after 5 s)."""
+    for attempt in (0, 1):
+        try:
+            r = await c.get("/v1/drift", params={"agent": agent})
+            r.raise_for_status()
+            return dict(r.json())
+        except httpx.RemoteProtocolError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def _warm(c: httpx.AsyncClient) -> None:
     """Take all 8 agents past their drift baseline and wait until their detectors are
     calibrated, so what is measured is the steady state with drift on."""
@@ -154,10 +168,7 @@ async def _warm(c: httpx.AsyncClient) -> None:
         r = await c.post("/v1/events", json={"events": evs})
         r.raise_for_status()
     while True:
-        states = [
-            (await c.get("/v1/drift", params={"agent": f"agent-{i}"})).json()["detectors"]
-            for i in range(8)
-        ]
+        states = [(await _drift(c, f"agent-{i}"))["detectors"] for i in range(8)]
         if all(states):
             break
         if time.perf_counter() - t_warm > WARM_TIMEOUT_S[0]:

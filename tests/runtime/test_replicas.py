@@ -36,10 +36,10 @@ OPTS = ("--honeypot-rate", str(RATE), "--drift-baseline", "40", "--drift-arl0", 
 def _stream(n: int, seed: int) -> list[dict[str, Any]]:
     """One agent's steps, honest with attacks mixed in (blocks, alerts, audits)."""
     rng = random.Random(seed)
-    bad = attack_events("coder")
+    bad = attack_events(AG)
     out = []
     for i in range(n):
-        out.append(bad[i // 10 % len(bad)] if i % 10 == 9 else honest_event(rng, "coder"))
+        out.append(bad[i // 10 % len(bad)] if i % 10 == 9 else honest_event(rng, AG))
     return out
 
 
@@ -49,6 +49,22 @@ def _post(url: str, key: str, event: dict[str, Any]) -> dict[str, Any]:
     )
     assert r.status_code == 200, r.text
     return dict(r.json()["events"][0])
+
+
+def _drift_seen(urls: list[str], key: str) -> int:
+    """Events the live drift detectors of ``AG`` were fed, on whichever replica owns them."""
+    seen = 0
+    for url in urls:
+        r = httpx.get(
+            f"{url}/v1/drift",
+            params={"agent": AG},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        live = r.json().get("live")
+        if live:
+            seen = max(seen, int(live["events_seen"]))
+    return seen
 
 
 def _outcome(engine: Engine, answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -162,16 +178,18 @@ def test_two_replicas_answer_as_one(pg_url: str, tmp_path: Path) -> None:
             events = _stream(120, seed=3)
             pair = [_post((a, b)[i % 2].url, k2, e) for i, e in enumerate(events)]
             alone = [_post(solo.url, k1, e) for e in events]
-            # Drift: the tenant's owner calibrates once, from the same baseline.
-            deadline = time.time() + 30
-            while True:
-                with two.connect() as c2, one.connect() as c1:
-                    d2 = {(r.feature, r.detector): r.params for r in queries.drift_state(c2, 1, AG)}
-                    d1 = {(r.feature, r.detector): r.params for r in queries.drift_state(c1, 1, AG)}
-                if d1 and d2:
-                    break
-                assert time.time() < deadline, "drift never calibrated"
+            # Drift: one owner per tenant calibrates once, from the same baseline, and is fed
+            # every event after it (the owner polls for what the other replica stored).
+            after = len(events) - 40
+            deadline = time.time() + 60
+            while _drift_seen([a.url, b.url], k2) < after or _drift_seen([solo.url], k1) < after:
+                assert time.time() < deadline, "drift was not fed every event"
                 time.sleep(0.3)
+            assert _drift_seen([a.url, b.url], k2) == _drift_seen([solo.url], k1) == after
+            with two.connect() as c2, one.connect() as c1:
+                d2 = {(r.feature, r.detector): r.params for r in queries.drift_state(c2, 1, AG)}
+                d1 = {(r.feature, r.detector): r.params for r in queries.drift_state(c1, 1, AG)}
+            assert d1
             assert d2 == d1
         finally:
             for s in (a, b, solo):
