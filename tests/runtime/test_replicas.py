@@ -28,7 +28,7 @@ from .conftest import migrated
 from .server import Server
 
 RATE = 0.2  # honeypots per event: many trials in a short test
-START_S = 180  # a server import on 2 loaded cores can take minutes
+START_S = 300  # a server import on 2 loaded cores can take minutes
 AG = "coder"
 OPTS = ("--honeypot-rate", str(RATE), "--drift-baseline", "40", "--drift-arl0", "500")
 
@@ -280,7 +280,7 @@ def test_sqlite_refuses_a_second_writer(sqlite_url: str, tmp_path: Path) -> None
             [sys.executable, "-m", "tripwire.cli", "serve", "--db", sqlite_url, "--port", "0"],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=START_S,
         )
         assert second.returncode == 2, second.stderr
         lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
@@ -293,7 +293,7 @@ def test_sqlite_refuses_a_second_writer(sqlite_url: str, tmp_path: Path) -> None
             [sys.executable, "-m", "tripwire.cli", "keys", "list", "--db", sqlite_url],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=START_S,
         )
         assert listed.returncode == 0, listed.stderr
         assert "ops" in listed.stdout
