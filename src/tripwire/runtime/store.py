@@ -302,6 +302,8 @@ def writer_lock(url: str) -> WriterLock | None:
     path = make_url(url).database
     if not path or path == ":memory:":
         return None
+    if not Path(path).parent.exists():
+        raise UsageError(f"--db folder {Path(path).parent} does not exist")
     return WriterLock(Path(path)).acquire()
 
 
