@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 OUT    ?= tripwire-report
 # Everything the test suite needs: dev tools and every room's optional dependencies.
-EXTRAS ?= dev,behavior,runtime,guard
+EXTRAS ?= dev,behavior,runtime,guard,scale
 
 .PHONY: install demo test lint typecheck imports bench clean sysdeps
 

@@ -117,6 +117,7 @@ ROOMS: dict[str, list[str]] = {
         "safety_train",
         "train",
     ],
+    "tripwire.scale": ["LOCAL", "RayMap", "Resources", "cluster"],
     "tripwire.behavior": [
         "ADMITS",
         "AWARE",

@@ -16,7 +16,7 @@ from tripwire.runtime import store
 from tripwire.runtime.alerts import Alert
 from tripwire.runtime.store import current_revision, make_engine, migrate, normalise_url
 
-HEAD = "0004_idempotency"
+HEAD = "0005_tenant_state"
 
 
 def _schema_diff(engine: Engine, metadata: MetaData) -> list[Any]:

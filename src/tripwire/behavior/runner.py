@@ -50,7 +50,7 @@ def build_tasks(
     names: Sequence[str],
     per_condition: int | None = None,
     interrogation: bool = True,
-    condition: str | None = None,
+    condition: str | list[str] | None = None,
     variants: int = 1,
 ) -> list[Task]:
     from tripwire.behavior.scenarios import TASKS

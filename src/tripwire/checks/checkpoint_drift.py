@@ -355,6 +355,29 @@ def drift_from_activations(
 
 
 Checkpoint = LocalModel | Callable[[], LocalModel]
+#: ``mapper(fn, jobs, labels) -> [fn(job) for job in jobs]``: serial by default, or
+#: :class:`tripwire.scale.RayMap` (one Ray task per checkpoint).
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any], Sequence[str]], list[Any]]
+
+
+@dataclass
+class ReadJob:
+    """Read one checkpoint on the evaluation prompts (picklable when ``checkpoint`` is a
+    :class:`~tripwire.models.loading.ModelRef`, so it can run on a Ray worker)."""
+
+    label: str
+    checkpoint: Checkpoint
+    prompts: list[Rendered]
+    layers: list[int]
+    positions: Positions = "mean"
+    batch_size: int = 16
+
+
+def read_job(job: ReadJob) -> dict[int, np.ndarray]:
+    """Load the job's checkpoint, read it (:func:`read_checkpoint`) and release it."""
+    ck = job.checkpoint
+    lm = ck if isinstance(ck, LocalModel) else ck()
+    return read_checkpoint(lm, job.prompts, job.layers, job.positions, job.batch_size)
 
 
 def measure_drift(
@@ -369,11 +392,14 @@ def measure_drift(
     seed: int = 0,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
+    mapper: Mapper | None = None,
 ) -> DriftResult:
     """Fit directions on the reference (unless given), read every checkpoint, compare.
 
     Checkpoints may be given as loaders (``lambda: load_model(...)``): each is loaded, read and
-    released in turn, so only two models are in memory at any time.
+    released in turn, so only two models are in memory at any time. ``mapper`` reads them
+    elsewhere (``RayMap``: one Ray task per checkpoint, the loaders being ``ModelRef`` objects);
+    the reference is read here and the comparison is the same either way.
     """
     say = progress or (lambda message: None)
     labels = [reference[0]] + [label for label, _ in checkpoints]
@@ -403,17 +429,27 @@ def measure_drift(
     ref_acts = read_checkpoint(ref_lm, rendered, layers, positions, batch_size)
     d_ref = ref_lm.d_model
     del ref_lm
+    jobs = [
+        ReadJob(label, ck, rendered, layers, positions, batch_size) for label, ck in checkpoints
+    ]
+
+    def serial(fn: Callable[[ReadJob], Any], todo: Sequence[ReadJob], _: Sequence[str]) -> list:
+        out = []
+        for job in todo:
+            say(f"reading {job.label} on {len(rendered)} prompts")
+            out.append(fn(job))
+        return out
+
+    read = (mapper or serial)(read_job, jobs, [job.label for job in jobs])
     acts: dict[str, dict[int, np.ndarray]] = {}
-    for label, ck in checkpoints:
-        lm = ck if isinstance(ck, LocalModel) else ck()
-        if lm.d_model != d_ref:
+    for job, got in zip(jobs, read, strict=True):
+        width = got[layers[0]].shape[1]
+        if width != d_ref:
             raise UsageError(
-                f"checkpoint {label} has width {lm.d_model} but the reference has {d_ref}; "
+                f"checkpoint {job.label} has width {width} but the reference has {d_ref}; "
                 "drift compares checkpoints of one model"
             )
-        say(f"reading {label} on {len(rendered)} prompts")
-        acts[label] = read_checkpoint(lm, rendered, layers, positions, batch_size)
-        del lm
+        acts[job.label] = got
     res = drift_from_activations(
         ref_acts,
         acts,
@@ -434,6 +470,7 @@ __all__ = [
     "ConceptDrift",
     "DriftResult",
     "OverallShift",
+    "ReadJob",
     "candidate_layers",
     "check_concepts",
     "directions_from_vectors",
@@ -442,4 +479,5 @@ __all__ = [
     "fit_directions",
     "measure_drift",
     "read_checkpoint",
+    "read_job",
 ]

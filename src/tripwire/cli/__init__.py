@@ -2,6 +2,7 @@
 
 ======================  ==========================================================
 ``audit``, ``info``     :mod:`tripwire.cli.audit`
+``capture``             :mod:`tripwire.cli.capture`
 ``concepts``, ``steer``  :mod:`tripwire.cli.concepts`
 ``probe``               :mod:`tripwire.cli.probe`
 ``drift``, ``screen``,  :mod:`tripwire.cli.checks`
@@ -15,8 +16,9 @@
 
 Shared pieces: :mod:`~tripwire.cli._options` (the model/adapter/device/dtype/seed/json options,
 declared once), :mod:`~tripwire.cli._output` (stdout for results, stderr for progress and
-errors; one ``fail``), :mod:`~tripwire.cli._app` (one error path; flags render as flags;
-``--json FILE`` still accepted where it once named the results file).
+errors; one ``fail``), :mod:`~tripwire.cli._ray` (``--ray [ADDRESS]``: a Ray mapper for the
+commands that iterate over models), :mod:`~tripwire.cli._app` (one error path; flags render
+as flags; ``--json FILE`` still accepted where it once named the results file).
 
 Exit codes: 0 success; 1 a run failed; 2 bad usage or input (one line on stderr says what is
 wrong and how to fix it; nothing was written). Heavy libraries are imported inside the commands,
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import sys
 
-from tripwire.cli import audit, checks, concepts, eval, guard, organism, probe, serve
+from tripwire.cli import audit, capture, checks, concepts, eval, guard, organism, probe, serve
 from tripwire.cli._app import App
 from tripwire.cli._output import err
 
@@ -37,6 +39,7 @@ app = App(
     add_completion=True,
 )
 app.add_typer(audit.app)
+app.add_typer(capture.app)
 app.add_typer(concepts.app, name="concepts")
 app.add_typer(concepts.steer_app)
 app.add_typer(probe.app, name="probe")

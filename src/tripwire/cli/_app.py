@@ -80,6 +80,24 @@ def legacy_json_file(args: list[str]) -> list[str]:
     return rewritten
 
 
+#: Options whose value may be left out, and what a bare one means (``--ray`` = ``--ray local``).
+BARE_VALUES = {"--ray": "local"}
+
+
+def bare_values(args: list[str], opts: set[str]) -> list[str]:
+    """``--ray`` at the end or before another option -> ``--ray local`` (for the options in
+    ``opts`` that this command has). Only for commands without positional arguments."""
+    rewritten: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rewritten.extend(args[i:])
+            break
+        rewritten.append(arg)
+        if arg in opts and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            rewritten.append(BARE_VALUES[arg])
+    return rewritten
+
+
 def usage_fail(ctx: Context, exc: ClickUsageError) -> NoReturn:
     """typer's usage error as the one ``error:`` line (exit code 2)."""
     what = " ".join(exc.format_message().split()).rstrip(".")
@@ -120,6 +138,9 @@ class Command(TyperCommand):
                 if new != args and new.count("--out") > 1:
                     ctx.fail("--json FILE is the old spelling of --out FILE; give only --out FILE")
                 args = new
+            opts = {o for p in self.params for o in getattr(p, "opts", []) if o in BARE_VALUES}
+            if opts:
+                args = bare_values(args, opts)
             rest = super().parse_args(ctx, args)
             _check_finite(ctx)
             return rest
@@ -174,4 +195,13 @@ class App(typer.Typer):
         return super().command(name, cls=cls or Command, **kwargs)
 
 
-__all__ = ["App", "Command", "Group", "JsonFileCommand", "legacy_json_file", "needs_extra"]
+__all__ = [
+    "BARE_VALUES",
+    "App",
+    "Command",
+    "bare_values",
+    "Group",
+    "JsonFileCommand",
+    "legacy_json_file",
+    "needs_extra",
+]

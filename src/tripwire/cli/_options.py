@@ -49,6 +49,28 @@ NRandom = Annotated[
     int, typer.Option("--n-random", min=1, help="random directions for the baseline")
 ]
 
+# `--ray` alone means `--ray local` (typer has no optional option values; :mod:`._app` rewrites
+# a bare `--ray` before parsing, see BARE_VALUES there).
+Ray = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="run one Ray task per model: alone (or `local`) a private local cluster, `auto` "
+        "the cluster this machine joined, or HOST:PORT / ray://HOST:PORT",
+    ),
+]
+RayCpus = Annotated[
+    float | None, typer.Option("--ray-cpus", min=0, help="CPUs each Ray task asks for (1)")
+]
+RayGpus = Annotated[
+    float | None,
+    typer.Option("--ray-gpus", min=0, help="GPUs each Ray task asks for (1 with --device cuda)"),
+]
+RayRetries = Annotated[
+    int, typer.Option("--ray-retries", min=0, help="retries of a task whose Ray worker died")
+]
+
 __all__ = [
     "DEFAULT_MODEL",
     "Adapter",
@@ -58,6 +80,10 @@ __all__ = [
     "MaxNewTokens",
     "Model",
     "NRandom",
+    "Ray",
+    "RayCpus",
+    "RayGpus",
+    "RayRetries",
     "ResultFile",
     "Seed",
 ]

@@ -24,10 +24,15 @@ from tripwire.cli._options import (
     Json,
     MaxNewTokens,
     Model,
+    Ray,
+    RayCpus,
+    RayGpus,
+    RayRetries,
     ResultFile,
     Seed,
 )
 from tripwire.cli._output import Status, out, progress, write_result, wrote
+from tripwire.cli._ray import check_ray, ray_mapper
 from tripwire.errors import UsageError
 
 app = App()
@@ -36,7 +41,8 @@ app = App()
 def _checkpoint_loader(
     spec: str, base: str, dtype: str, device: str, say: Status | None
 ) -> tuple[str, Callable[[], Any]]:
-    """A ``--checkpoint``: an adapter folder (applied to the base) or a model spec."""
+    """A ``--checkpoint``: an adapter folder (applied to the base) or a model spec, as a
+    picklable loader (a :class:`~tripwire.models.loading.ModelRef`, so it can go to Ray)."""
     path = Path(spec).expanduser()
     looks_like_path = path.exists() or "/" in spec or spec.startswith(("~", "."))
     if looks_like_path and not path.exists():
@@ -46,13 +52,11 @@ def _checkpoint_loader(
     if say is None:  # the check before anything loads
         check_model(base if is_adapter else spec, path if is_adapter else None, device, dtype)
 
-    def load() -> Any:
-        assert say is not None
-        if is_adapter:
-            return say.load(base, path, dtype, device)
-        return say.load(spec, None, dtype, device)
+    from tripwire.models.loading import ModelRef
 
-    return label, load
+    if is_adapter:
+        return label, ModelRef(base, str(path), dtype, device)
+    return label, ModelRef(spec, None, dtype, device)
 
 
 @app.command("drift", cls=JsonFileCommand)
@@ -91,9 +95,14 @@ def drift_cmd(
     seed: Seed = 0,
     device: Device = "cpu",
     dtype: Dtype = "float32",
+    ray: Ray = None,
+    ray_cpus: RayCpus = None,
+    ray_gpus: RayGpus = None,
+    ray_retries: RayRetries = 3,
     as_json: Json = False,
 ) -> None:
-    """Drift of the shipped concepts from --model to each checkpoint, beside random directions."""
+    """Drift of the shipped concepts from --model to each checkpoint, beside random directions.
+    With --ray, each checkpoint is read by its own Ray task; the result is the same."""
     from tripwire.checks.checkpoint_drift import (
         check_concepts,
         eval_prompts,
@@ -119,8 +128,12 @@ def drift_cmd(
             raise UsageError(f"--prompts {prompts_file} needs at least 3 prompts")
     for c in checkpoint:  # validate every checkpoint before loading anything
         _checkpoint_loader(c, model, dtype, device, None)
+    check_ray(ray, "drift --ray")
     t0 = time.perf_counter()
-    with progress(not as_json) as say:
+    with (
+        progress(not as_json) as say,
+        ray_mapper(ray, say, device, ray_cpus, ray_gpus, ray_retries) as mapper,
+    ):
         ckpts = [_checkpoint_loader(c, model, dtype, device, say) for c in checkpoint]
         labels = [label for label, _ in ckpts]
         if len(set(labels)) != len(labels) or model in labels:
@@ -136,6 +149,7 @@ def drift_cmd(
             n_random=n_random,
             seed=seed,
             progress=say,
+            mapper=mapper,
         )
         del base
     result.meta.update(
@@ -145,6 +159,7 @@ def drift_cmd(
             "prompts": str(prompts_file) if prompts_file else "shipped drift evaluation set",
             "limit": limit,
             "n_pairs": n_pairs,
+            "ray": ray,
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )

@@ -279,6 +279,66 @@ def audit_cmd(
     wide.print(escape(f"behaviour section written to {out / 'behavior.json'}"))
 
 
+@app.command("sweep")
+def sweep_cmd(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario names, or 'all'")],
+    models: Annotated[
+        list[str], typer.Option("--model", "-m", help="repeatable: every Inspect model to run")
+    ],
+    condition: Annotated[
+        list[str] | None,
+        typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
+    ] = None,
+    model_arg: ModelArgs = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
+    ] = None,
+    log_dir: Annotated[
+        Path, typer.Option(help="the eval set's logs; the same folder again resumes the sweep")
+    ] = Path("logs/sweep"),
+    out: Annotated[Path | None, typer.Option(help="also write results.json/.md here")] = None,
+    retry_attempts: Annotated[
+        int, typer.Option(min=0, help="retries of a (scenario, model) that failed")
+    ] = 3,
+    retry_wait: Annotated[
+        float, typer.Option(min=0.0, help="seconds before the first retry (doubled each time)")
+    ] = 30.0,
+    interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
+    epochs: Annotated[int, typer.Option(min=1, help="repeats of every sample")] = 1,
+    as_json: Json = False,
+) -> None:
+    """Scenarios x models with Inspect's eval_set (retries, resumable logs); one table."""
+    with needs_extra("behavior", "eval sweep"):
+        from tripwire.behavior.results import to_json, write
+        from tripwire.behavior.sweep import sweep
+
+    check_out_dir(log_dir, "--log-dir")
+    check_out_dir(out)
+    if out is not None and out.resolve() == log_dir.resolve():
+        raise UsageError("--out must differ from --log-dir (the eval set owns its log folder)")
+    for m in models:
+        _check_provider(m)
+    result = sweep(
+        scenarios,
+        models,
+        log_dir,
+        conditions=condition or (),
+        per_condition=limit,
+        model_args=_model_args(model_arg),
+        interrogation=interrogation,
+        epochs=epochs,
+        retry_attempts=retry_attempts,
+        retry_wait=retry_wait,
+    )
+    if out is not None:
+        write(result.rows, out)
+    if as_json:
+        print_json(to_json(result.rows))
+        return
+    _print(result.rows, f"sweep: {', '.join(scenarios)} x {len(models)} models")
+    wide.print(f"{len(result.logs)} logs in {log_dir}" + (f"; results in {out}" if out else ""))
+
+
 @app.command("validate-judge")
 def validate_judge_cmd(
     grader: Annotated[str, typer.Option(help="the model to validate as the grader")],

@@ -11,8 +11,9 @@ from rich.table import Table
 from tripwire.cli._app import App
 from tripwire.cli._inputs import check_model
 from tripwire.cli._inputs import check_out_dir as check_out_folder
-from tripwire.cli._options import Device, Json, Seed
+from tripwire.cli._options import Device, Json, Ray, RayCpus, RayGpus, RayRetries, Seed
 from tripwire.cli._output import out, print_json, progress
+from tripwire.cli._ray import check_ray, ray_mapper
 from tripwire.errors import UsageError
 from tripwire.stats import Rate
 
@@ -196,21 +197,30 @@ def organism_zoo(
         typer.Option("--only", help="comma-separated organism names (default: the whole recipe)"),
     ] = None,
     device: Device = "cpu",
+    ray: Ray = None,
+    ray_cpus: RayCpus = None,
+    ray_gpus: RayGpus = None,
+    ray_retries: RayRetries = 3,
     as_json: Json = False,
 ) -> None:
     """Build the zoo of backdoored organisms (and a benign fine-tune), each with an eval set
     labelled by what it actually did. Resumable: finished organisms are skipped, an interrupted
-    one resumes from its checkpoint."""
+    one resumes from its checkpoint. With --ray, one Ray task per organism (--out on storage
+    every node sees); the summaries are the serial run's."""
     from tripwire.organisms.zoo import build_zoo, recipe
 
     names = None if only is None else [n.strip() for n in only.split(",") if n.strip()]
     specs = recipe(names)  # unknown names fail here, before any model is loaded
     check_out_folder(out_dir)
     check_model(base, None, device)
-    with progress(not as_json) as say:
+    check_ray(ray, "organism zoo --ray")
+    with (
+        progress(not as_json) as say,
+        ray_mapper(ray, say, device, ray_cpus, ray_gpus, ray_retries) as mapper,
+    ):
         summaries = build_zoo(
             base, out_dir, [s.name for s in specs], device=device, progress=say,
-            on_step=say.train_step("training"),
+            on_step=None if mapper else say.train_step("training"), mapper=mapper,
         )  # fmt: skip
     if as_json:
         print_json(summaries)

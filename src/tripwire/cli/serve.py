@@ -84,7 +84,8 @@ def check_db_url(url: str) -> None:
 
 def _remove_sqlite(path: Path) -> None:
     """Remove a SQLite file this invocation created, with its journal files."""
-    for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+    suffixes = ("-wal", "-shm", "-journal", ".writer.lock")
+    for p in (path, *(path.with_name(path.name + s) for s in suffixes)):
         p.unlink(missing_ok=True)
 
 
@@ -188,6 +189,9 @@ def serve(
             highlight=False,
         )
     check_db_url(db)
+    from tripwire.runtime.store import writer_lock
+
+    held = writer_lock(db)  # SQLite: one writer process; held until this process ends
     engine = _migrated(db)
     where = engine.url.render_as_string(hide_password=True)
     err.print(f"listening on http://{host}:{port} (db {where})", highlight=False, soft_wrap=True)
@@ -199,6 +203,8 @@ def serve(
         log_level=log_level.lower(),
         access_log=False,
     )
+    if held is not None:
+        held.release()
 
 
 def _check_host(host: str) -> None:
@@ -355,6 +361,9 @@ def watch(
     extra = [parse_probe(probe)] if probe else []
     cfg = RuntimeConfig(policy=policy, extra_monitors=extra)
     created = not db.exists()
+    from tripwire.runtime.store import writer_lock
+
+    held = writer_lock(str(db))  # not while a `serve` (or another watch) writes this file
     try:
         result = run_watch(trace, db, policy, cfg, embeddings=embeddings)
         if summary is not None:
@@ -365,6 +374,9 @@ def watch(
         if isinstance(exc, SQLAlchemyError):
             raise _database_error(exc) from exc
         raise
+    finally:
+        if held is not None:
+            held.release()
     if as_json:
         print_json(result)
     else:

@@ -271,6 +271,21 @@ def load_model(
     )
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to load later, anywhere: picklable, so it can travel to a Ray worker.
+
+    Calling it loads the model (:func:`load_model`)."""
+
+    spec: str
+    adapter: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __call__(self) -> LocalModel:
+        return load_model(self.spec, self.adapter, self.dtype, self.device)
+
+
 def from_pretrained_objects(model: Any, tokenizer: Any, spec: str = "in-memory") -> LocalModel:
     """Wrap an already-built model and tokenizer (tests, notebooks) as a :class:`LocalModel`."""
     if tokenizer.pad_token is None:
@@ -283,6 +298,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED",
     "LocalModel",
+    "ModelRef",
     "from_pretrained_objects",
     "load_model",
     "tripwire_home",

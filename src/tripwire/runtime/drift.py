@@ -321,6 +321,20 @@ class DriftWatch:
         if self.on_calibrated is not None:
             self.on_calibrated(a)
 
+    def settle(self) -> list[Alarm]:
+        """Install the calibrations that have finished and feed their buffered events, without
+        waiting for the agent's next event (the service calls it when idle)."""
+        out: list[Alarm] = []
+        for a in list(self.agents.values()):
+            if a.pending is not None and a.pending.done() and a.buffer:
+                params = a.pending.result()
+                a.pending = None
+                buffered, a.buffer = a.buffer, []
+                self._finish(a, params, buffered[0][0])
+                for row in buffered:
+                    out.extend(a.feed(*row))
+        return out
+
     def flush(self, timeout: float = 60.0) -> list[Alarm]:
         """Wait for pending calibrations and feed their buffered events (tests, shutdown)."""
         out: list[Alarm] = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -108,18 +108,12 @@ def insert(conn: Connection, parts: list[Part], now: datetime) -> None:
         save_health(conn, tenant, p, now)
 
 
-def stored(engine: Engine, jobs: list[Job]) -> dict[int, Stored]:
+def stored(conn: Connection, jobs: list[Job]) -> dict[int, Stored]:
     """Per tenant: its events already stored under this group's keys, and the audited ones."""
     wanted: dict[int, list[str]] = {}
     for j in jobs:
         wanted.setdefault(j.tenant, []).extend(k for _t, k in j.idem_keys())
-    out: dict[int, Stored] = {}
-    wanted = {t: ks for t, ks in wanted.items() if ks}
-    if wanted:
-        with engine.connect() as conn:
-            for t, ks in wanted.items():
-                out[t] = queries.events_by_key(conn, t, ks)
-    return out
+    return {t: queries.events_by_key(conn, t, ks) for t, ks in wanted.items() if ks}
 
 
 def save_health(conn: Connection, tenant: int, p: Pipeline, now: datetime) -> None:

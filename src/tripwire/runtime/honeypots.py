@@ -218,15 +218,16 @@ class HoneypotGuard:
     seed: int = 0
     library: list[Event] = field(default_factory=load_library)
     health: dict[str, MonitorHealth] = field(default_factory=dict)
-    _credit: float = 0.0
-    _rng: random.Random = field(default_factory=random.Random)
+    # The schedule and the draws are functions of two counters (persisted with the tenant's
+    # state), so every replica, and a restarted server, makes the same honeypots as one process.
+    credit: float = 0.0
+    trials: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise UsageError("honeypot rate must be in [0, 1]")
         if not self.library:
             raise UsageError("the honeypot library is empty")
-        self._rng = random.Random(self.seed)
 
     def register(self, monitor: Monitor) -> MonitorHealth:
         if monitor.name not in self.health:
@@ -237,17 +238,20 @@ class HoneypotGuard:
 
     def due(self) -> bool:
         """Called once per real event; True when a honeypot should be shown now."""
-        self._credit += self.rate
-        if self._credit >= 1.0:
-            self._credit -= 1.0
+        self.credit += self.rate
+        if self.credit >= 1.0:
+            self.credit -= 1.0
             return True
         return False
 
     def make(self, recent: Event | None, anchor: Monitor | None = None) -> Event:
         """A honeypot: synthesised from ``recent`` when it still trips ``anchor`` (the
-        deterministic rules), else drawn from the library."""
-        bad = self._rng.choice(self.library)
-        if recent is not None and self._rng.random() < self.synth_share:
+        deterministic rules), else drawn from the library. The draws of the ``n``-th honeypot
+        come from a generator seeded with ``(seed, n)``."""
+        rng = random.Random(f"{self.seed}:{self.trials}")
+        self.trials += 1
+        bad = rng.choice(self.library)
+        if recent is not None and rng.random() < self.synth_share:
             cand = synthesise(recent, bad)
             if anchor is None or anchor.check_isolated(cand).score >= anchor.threshold:
                 return cand

@@ -60,7 +60,10 @@ class Pipeline:
     budget: AuditBudget = field(init=False)
     guard: HoneypotGuard = field(init=False)
     drift: DriftWatch | None = field(init=False)
-    _recent: dict[str, Event] = field(default_factory=dict)
+    # Each agent's last tool call with arguments (the shape synthesised honeypots copy); an agent
+    # not in it is looked up with ``last_tool_call`` (the store) when one is set.
+    _recent: dict[str, Event | None] = field(default_factory=dict)
+    last_tool_call: Callable[[str], Event | None] | None = None
 
     def __post_init__(self) -> None:
         c = self.config
@@ -102,6 +105,8 @@ class Pipeline:
         hp = False
         if self.guard.due():
             hp = True
+            if event.agent not in self._recent and self.last_tool_call is not None:
+                self._recent[event.agent] = self.last_tool_call(event.agent)
             recent = self._recent.get(event.agent)
             demoted = self.guard.trial(self.guard.make(recent, self.anchor), self.monitors)
         if event.type == "tool_call" and event.arguments:
@@ -109,6 +114,10 @@ class Pipeline:
             if len(self._recent) > 10_000:
                 self._recent.pop(next(iter(self._recent)))
         return Processed(verdict, reason, demoted, hp)
+
+    def forget_recent(self) -> None:
+        """Drop the cached last tool calls (another writer may have stored newer ones)."""
+        self._recent.clear()
 
     def committed(self, event_id: int, event: Event, verdict: Verdict) -> list[Alarm]:
         """Feed a committed event to the drift detectors."""

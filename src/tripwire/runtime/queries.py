@@ -311,6 +311,95 @@ def save_monitor_health(
         )
 
 
+# -- tenant state (the writer's) ----------------------------------------------------------------
+_ts = store.tenant_state.c
+
+
+def ensure_tenant_state(conn: Connection, tenant_id: int, now: datetime) -> None:
+    """Create the tenant's state row if it has none (racing writers: the first one wins)."""
+    if conn.execute(select(_ts.tenant_id).where(_ts.tenant_id == tenant_id)).first() is not None:
+        return
+    row = {
+        "tenant_id": tenant_id,
+        "version": 0,
+        "last_event_id": 0,
+        "budget_seen": 0,
+        "budget_spent": 0,
+        "budget_cut": 1.0,
+        "honeypot_credit": 0.0,
+        "honeypot_trials": 0,
+        "drift_cursor": 0,
+        "updated_at": now,
+    }
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(store.tenant_state).values(**row).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(store.tenant_state).values(**row).on_conflict_do_nothing())
+
+
+def lock_tenant_state(conn: Connection, tenant_id: int) -> AnyRow:
+    """The tenant's state row, locked until the transaction ends (``FOR UPDATE`` on PostgreSQL;
+    SQLite has one writer at a time anyway)."""
+    q = select(store.tenant_state).where(_ts.tenant_id == tenant_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return conn.execute(q).one()
+
+
+def tenant_state(conn: Connection, tenant_id: int) -> AnyRow | None:
+    return conn.execute(select(store.tenant_state).where(_ts.tenant_id == tenant_id)).first()
+
+
+def tenant_states(conn: Connection) -> list[AnyRow]:
+    """Every tenant's (id, newest event id, drift cursor): what a drift owner polls."""
+    q = select(_ts.tenant_id, _ts.last_event_id, _ts.drift_cursor)
+    return list(conn.execute(q).all())
+
+
+def save_tenant_state(conn: Connection, tenant_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(store.tenant_state).where(_ts.tenant_id == tenant_id).values(**values))
+
+
+def last_scores(conn: Connection, tenant_id: int, limit: int) -> list[float]:
+    """The scores of a tenant's last ``limit`` stored events, oldest first."""
+    q = select(_ev.score).where(_ev.tenant_id == tenant_id).order_by(_ev.id.desc()).limit(limit)
+    return [float(x) for x in conn.execute(q).scalars()][::-1]
+
+
+def last_tool_call(conn: Connection, tenant_id: int, agent: str) -> AnyRow | None:
+    """An agent's newest stored tool call that has arguments (None when it has none)."""
+    q = (
+        select(_ev.id, _ev.content, _ev.tool, _ev.arguments, _ev.session, _ev.model)
+        .where(_ev.tenant_id == tenant_id, _ev.agent == agent, _ev.type == "tool_call")
+        .order_by(_ev.id.desc())
+    )
+    before: int | None = None
+    while True:
+        page = q if before is None else q.where(_ev.id < before)
+        rows = list(conn.execute(page.limit(50)).all())
+        for r in rows:
+            if r.arguments:
+                return r
+        if len(rows) < 50:
+            return None
+        before = int(rows[-1].id)
+
+
+def events_after(conn: Connection, tenant_id: int, after_id: int, limit: int) -> list[AnyRow]:
+    """A tenant's events with id above ``after_id``, oldest first (what drift is fed)."""
+    q = (
+        select(_ev.id, _ev.agent, _ev.type, _ev.content, _ev.tool, _ev.score)
+        .where(_ev.tenant_id == tenant_id, _ev.id > after_id)
+        .order_by(_ev.id)
+        .limit(limit)
+    )
+    return list(conn.execute(q).all())
+
+
 # -- drift state ------------------------------------------------------------------------------
 def drift_state(conn: Connection, tenant_id: int, agent: str) -> list[AnyRow]:
     """The persisted detector settings of an agent (one row per feature and detector)."""
@@ -381,20 +470,25 @@ __all__ = [
     "drift_alarm_counts",
     "drift_state",
     "ensure_tenant",
+    "ensure_tenant_state",
     "event_row",
-    "events_by_key",
+    "events_after",
     "events_by_action",
-    "last_events",
-    "latest_agent_event_id",
+    "events_by_key",
     "insert_alerts",
     "insert_audit_items",
     "insert_drift_state",
     "insert_events",
     "insert_fingerprint",
+    "last_events",
+    "last_scores",
+    "last_tool_call",
+    "latest_agent_event_id",
     "latest_alerts",
     "list_alerts",
     "list_audit",
     "list_events",
+    "lock_tenant_state",
     "monitor_health",
     "open_audit_count",
     "open_audit_with_events",
@@ -404,4 +498,7 @@ __all__ = [
     "reference_fingerprint",
     "replay_events",
     "save_monitor_health",
+    "save_tenant_state",
+    "tenant_state",
+    "tenant_states",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -154,6 +155,25 @@ drift_state = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# One row per tenant that has ingested: what the writer needs to continue where the last commit
+# left off (audit budget, honeypot schedule, newest event id), under a version every commit bumps.
+# Every ingest transaction locks it first (SELECT ... FOR UPDATE on PostgreSQL), so the commits of
+# one tenant are serialised across ``tripwire serve`` replicas.
+tenant_state = Table(
+    "tenant_state",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("budget_seen", BigInteger, nullable=False),
+    Column("budget_spent", BigInteger, nullable=False),
+    Column("budget_cut", Float, nullable=False),
+    Column("honeypot_credit", Float, nullable=False),
+    Column("honeypot_trials", BigInteger, nullable=False),
+    Column("drift_cursor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 monitor_fingerprints = Table(
     "monitor_fingerprints",
     metadata,
@@ -229,6 +249,64 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=4, pool_recycle=1800)
 
 
+class WriterLock:
+    """The one ``tripwire serve`` (or ``watch``) writing a SQLite file: an exclusive ``flock`` on
+    ``FILE.writer.lock`` beside it, holding the owner's pid, host and start time. The kernel drops
+    the lock when its process ends, ``kill -9`` included, so a stale file never blocks anyone.
+    Readers (``keys list``, the dashboard of the running server) never take it."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".writer.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> WriterLock:
+        import fcntl
+        import socket
+        import time
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
+            finally:
+                os.close(fd)
+            raise UsageError(
+                f"{self.path.with_name(self.path.name.removesuffix('.writer.lock'))} already has "
+                f"a writer ({owner}); SQLite takes one writer process: stop it, or run several "
+                "replicas on PostgreSQL"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(),
+            0,
+        )
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def writer_lock(url: str) -> WriterLock | None:
+    """Take the single-writer lock of a SQLite ``url`` (None for PostgreSQL or ``:memory:``);
+    raises :class:`UsageError` naming the owner when another process holds it."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return None
+    if not Path(path).parent.exists():
+        raise UsageError(f"--db folder {Path(path).parent} does not exist")
+    return WriterLock(Path(path)).acquire()
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision`` (default: the newest)."""
     from alembic import command
@@ -237,6 +315,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # replicas starting together migrate one by one
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(29281, 1)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -263,6 +343,9 @@ __all__ = [
     "monitor_health",
     "no_autocheckpoint",
     "normalise_url",
+    "tenant_state",
     "tenants",
     "wal_checkpoint",
+    "writer_lock",
+    "WriterLock",
 ]

@@ -179,6 +179,35 @@ def _trainable(base: LocalModel, spec: ZooSpec) -> tuple[Any, Any]:
     return model, model.get_base_model()
 
 
+def _requests(
+    spec: ZooSpec,
+) -> tuple[list[PoolPrompt], list[PoolPrompt], list[ZooItem], list[ZooItem]]:
+    """The organism's training and evaluation requests, and their items under each condition
+    (seeded: the same every time)."""
+    train_p, eval_p = _split(spec, pool(spec.pool))
+    rng = np.random.default_rng(spec.seed)
+    train_items = _items(spec, train_p, rng, training=True)
+    eval_items = _items(spec, eval_p, rng, training=False)
+    return train_p, eval_p, train_items, eval_items
+
+
+def _clean(items: Sequence[ZooItem]) -> list[ChatPrompt]:
+    """The clean requests whose base answers the training examples are distilled from."""
+    return [ChatPrompt(it.base.text) for it in items]
+
+
+def prime_base_answers(base: LocalModel, specs: Sequence[ZooSpec], zoo: Path) -> int:
+    """Fill the zoo's shared cache of base answers for ``specs``, in order, exactly as building
+    them one after another would (the same requests in the same batches), so that organisms
+    then built in parallel find every answer there and train on the data a serial build would.
+    Returns how many answers the cache holds."""
+    cache = AnswerCache(zoo / "_base" / "answers.json", base.spec, ANSWER_TOKENS)
+    for spec in specs:
+        if not (zoo / f"{spec.name}.partial" / "train.jsonl").is_file():
+            cache.answers(base, _clean(_requests(spec)[2]), ANSWER_TOKENS)
+    return len(cache.data)
+
+
 def build_organism(
     load_base: Callable[[], LocalModel],
     spec: ZooSpec,
@@ -201,17 +230,14 @@ def build_organism(
         shutil.rmtree(work)
     write_json(cfg_file, {"key": key, "spec": spec.describe()})
     cache = AnswerCache(zoo / "_base" / "answers.json", base.spec, ANSWER_TOKENS)
-    train_p, eval_p = _split(spec, pool(spec.pool))
-    rng = np.random.default_rng(spec.seed)
-    train_items = _items(spec, train_p, rng, training=True)
-    eval_items = _items(spec, eval_p, rng, training=False)
+    train_p, eval_p, train_items, eval_items = _requests(spec)
 
     data_file = work / "train.jsonl"
     if data_file.is_file():
         examples = load_examples(data_file)
     else:
         say(f"{spec.name}: the base model's answers to {len(train_items)} training requests")
-        clean = [ChatPrompt(it.base.text) for it in train_items]
+        clean = _clean(train_items)
         examples = _examples(spec, train_items, cache.answers(base, clean, ANSWER_TOKENS))
         save_examples(data_file, examples)
 
@@ -323,5 +349,6 @@ __all__ = [
     "ZooOrganism",
     "build_organism",
     "is_built",
+    "prime_base_answers",
     "read_organism",
 ]
