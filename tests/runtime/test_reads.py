@@ -58,7 +58,10 @@ def test_drift_reads_are_cached_until_the_next_event(api: Api) -> None:
     assert first.json()["change_points"], "the length shift at event 91 is found"
     hits, misses = reads().hits, reads().misses
     again = api.get("/v1/drift", params=q)
-    assert again.json() == first.json()
+    # ``live`` is this replica's in-memory detector state, read fresh every time, never cached:
+    # on PostgreSQL it appears once this replica has taken the tenant's drift (within a second).
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "live"}  # noqa: E731
+    assert strip(again) == strip(first)
     assert (reads().hits, reads().misses) == (hits + 1, misses)
     # Another feature, another tenant: their own entries, never this one's.
     assert api.get("/v1/drift", params={**q, "feature": "score"}).status_code == 200
