@@ -17,9 +17,11 @@ def test_public_api_is_pinned() -> None:
     assert sorted(audit.__all__) == [
         "AuditArtefacts",
         "AuditContext",
+        "AuditJob",
         "SECTIONS",
         "Section",
         "SectionResult",
+        "audit_job",
         "ordered_sections",
         "run_audit",
         "section",

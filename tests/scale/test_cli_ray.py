@@ -29,7 +29,9 @@ def test_a_bare_ray_means_a_local_cluster(args: list[str], want: list[str]) -> N
     assert bare_values(args, {"--ray"}) == want
 
 
-@pytest.mark.parametrize("command", [["drift"], ["organism", "zoo"], ["capture"]])
+@pytest.mark.parametrize(
+    "command", [["drift"], ["organism", "zoo"], ["capture"], ["probe", "defection"], ["audit"]]
+)
 def test_the_commands_that_iterate_over_models_take_ray(command: list[str]) -> None:
     res = runner.invoke(app, [*command, "--help"])
     assert res.exit_code == 0 and "--ray" in res.output and "--ray-gpus" in res.output

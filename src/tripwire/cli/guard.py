@@ -30,15 +30,20 @@ Detectors = Annotated[
     typer.Option(
         "--detector",
         "-d",
-        help="a saved detector or concept vector (PATH or PATH:LAYER[,LAYER]); repeatable",
+        help="a saved detector or concept vector (PATH or PATH:LAYER[,LAYER]), or diff-kl (the "
+        "fine-tune's first-token KL from its base; needs --adapter); repeatable",
     ),
 ]
 
 
-def _uncalibrated_error(name: str, path: Path | None) -> UsageError:
+def _uncalibrated_error(name: str, path: Path | None, adapter: Path | None = None) -> UsageError:
+    from tripwire.guard.detectors import DIFF_KL
+
+    spec = name if name == DIFF_KL else (path or name)
+    extra = f" --adapter {adapter}" if name == DIFF_KL else ""
     return UsageError(
         f"detector {name} is not calibrated (no {path.name if path else name}.guard.json): run "
-        f"`tripwire guard calibrate --detector {path or name} --traffic HONEST.jsonl`, or pass "
+        f"`tripwire guard calibrate --detector {spec}{extra} --traffic HONEST.jsonl`, or pass "
         "--allow-uncalibrated to report its scores without gating"
     )
 
@@ -79,16 +84,18 @@ def guard(
         import uvicorn
 
         from tripwire.guard.server import create_app
-    from tripwire.guard import Guard, load_detector
+    from tripwire.guard import Guard
+    from tripwire.guard.api import load_detectors
 
-    dets = [load_detector(d) for d in detector or []]
+    dets = load_detectors(detector or [], adapter)
     missing = [d for d in dets if not d.calibrated]
     if missing and not allow_uncalibrated:
-        raise _uncalibrated_error(missing[0].name, missing[0].path)
+        raise _uncalibrated_error(missing[0].name, missing[0].path, adapter)
     from tripwire.models import load_model
 
     lm = load_model(model, adapter, dtype, device)
-    served = Guard(lm, dets, name=name or model, default_max_tokens=max_tokens)
+    base = load_model(model, None, dtype, device) if any(d.needs_base for d in dets) else None
+    served = Guard(lm, dets, name=name or model, default_max_tokens=max_tokens, base=base)
     gates = ", ".join(f"{d.name} (layers {d.layers})" for d in dets) or "none"
     err.print(
         f"guarding {served.name} on http://{host}:{port}/v1 (detectors: {gates})",
@@ -110,7 +117,9 @@ def calibrate_cmd(
     traffic: Annotated[
         Path, typer.Option("--traffic", help='honest traffic: JSONL {"messages": [...]}')
     ],
-    detector: Annotated[str, typer.Option("--detector", "-d", help="PATH or PATH:LAYER")],
+    detector: Annotated[
+        str, typer.Option("--detector", "-d", help="PATH, PATH:LAYER, or diff-kl with --adapter")
+    ],
     model: Model = DEFAULT_MODEL,
     adapter: Adapter = None,
     layer: Annotated[
@@ -140,12 +149,17 @@ def calibrate_cmd(
 
     if rule not in RULES:
         raise UsageError(f"unknown --rule {rule!r}: use {' or '.join(RULES)}")
-    det = load_detector(detector, layer)
-    if layer:
-        det.layers = sorted(set(layer))
+    from tripwire.guard.api import load_detectors
+
+    det = load_detectors([detector], adapter)[0] if detector == "diff-kl" else None
+    if det is None:
+        det = load_detector(detector, layer)
+        if layer:
+            det.layers = sorted(set(layer))
     prompts = read_traffic(traffic)
     with progress(not as_json) as say:
         lm = say.load(model, adapter, dtype, device)
+        base = say.load(model, None, dtype, device) if det.needs_base else None
         say("answering honest traffic")
         result = calibrate(
             lm,
@@ -158,6 +172,7 @@ def calibrate_cmd(
             temperature=temperature,
             seed=seed,
             progress=lambda n: say.step(n, len(prompts)),
+            base=base,
         )
     path = write_sidecar(result.detector, lm.name, {"traffic": str(traffic)})
     summary = {**result.summary(), "sidecar": str(path), "model": lm.name}
@@ -166,14 +181,64 @@ def calibrate_cmd(
         return
     p, d = summary["prefill"], summary["decode"]
     flag = "none" if p["flag"] is None else f"{p['flag']:.3f}"
+    dec = "no decode rule (it reads the prompt only)"
+    if d is not None:
+        dec = (f"decode {d['rule']} level {d['level']:.3f} (honest answers cut here "
+               f"{d['false_stop_rate']:.2%})")  # fmt: skip
     out.print(
         f"{summary['detector']} on {summary['n_prompts']} honest prompts: block > "
         f"{p['block']:.3f}, flag > {flag} (budget {p['budget']:.2%}, honest blocked here "
-        f"{p['false_block_rate']:.2%}); decode {d['rule']} level {d['level']:.3f} (honest "
-        f"answers cut here {d['false_stop_rate']:.2%}); wrote {path}",
+        f"{p['false_block_rate']:.2%}); {dec}; wrote {path}",
         highlight=False,
         soft_wrap=True,
     )
 
 
-__all__ = ["app", "calibrate_cmd", "guard"]
+@app.command("zoo")
+def zoo_cmd(
+    zoo: Annotated[Path, typer.Option("--zoo", help="a folder built by `tripwire organism zoo`")],
+    out_file: Annotated[Path, typer.Option("--out", help="the results JSON to write")] = Path(
+        "guard-zoo.json"
+    ),
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="also write the table as Markdown")
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="organisms of this role (final, dev); repeatable"),
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="false blocks allowed on neutral traffic")
+    ] = 0.01,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    as_json: Json = False,
+) -> None:
+    """The guard (built-in diff-kl, calibrated on neutral traffic) in front of each zoo
+    organism: defections blocked before the first token, false blocks, with intervals."""
+    from tripwire._io import write_json, write_text
+    from tripwire.cli._inputs import check_out_file
+    from tripwire.guard.zoo import guard_zoo, render_markdown
+
+    roles = role or ["final"]
+    bad = [r for r in roles if r not in ("final", "dev")]
+    if bad:
+        raise UsageError(f"unknown --role {bad[0]!r}: use final or dev")
+    if not zoo.is_dir():
+        raise UsageError(f"--zoo {zoo} is not a folder: build one with `tripwire organism zoo`")
+    check_out_file(out_file)
+    check_out_file(markdown)
+    with progress(not as_json) as say:
+        result = guard_zoo(zoo, roles, budget=budget, seed=seed, device=device, progress=say)
+    write_json(out_file, result)
+    table = render_markdown(result)
+    if markdown is not None:
+        write_text(markdown, table)
+    if as_json:
+        print_json(result)
+        return
+    out.print(table, highlight=False, soft_wrap=True)
+    out.print(f"wrote {out_file}" + (f" and {markdown}" if markdown else ""))
+
+
+__all__ = ["app", "calibrate_cmd", "guard", "zoo_cmd"]

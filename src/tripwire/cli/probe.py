@@ -22,10 +22,15 @@ from tripwire.cli._options import (
     Json,
     Model,
     NRandom,
+    Ray,
+    RayCpus,
+    RayGpus,
+    RayRetries,
     ResultFile,
     Seed,
 )
 from tripwire.cli._output import out, progress, write_result, wrote
+from tripwire.cli._ray import check_ray, ray_mapper
 from tripwire.errors import UsageError
 
 app = App(help="Probes fit from generic contrast pairs, evaluated on your prompts.")
@@ -40,19 +45,71 @@ def _method_help() -> str:
     )
 
 
+Adapters = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--adapter",
+        help="a PEFT (LoRA) adapter folder applied to --model, diffed against it; repeat it to "
+        "probe several adapters (one result each; one Ray task each with --ray)",
+    ),
+]
+
+
+def _jobs(
+    model: str, adapters: list[Path], base: str | None, evals: list[Path], method: str,
+    null: bool, n_random: int, seed: int, device: str, dtype: str,
+) -> list[Any]:  # fmt: skip
+    """One :class:`DefectionJob` per adapter (or one for --model alone), every input checked
+    before any model is loaded."""
+    from tripwire.checks.defection.probe import DefectionJob, load_eval_rows, resolve_method
+    from tripwire.models.loading import ModelRef
+
+    if adapters and base is not None:
+        raise UsageError("give --adapter (diffed against --model) or --base, not both")
+    n = max(1, len(adapters))
+    if len(evals) not in (1, n):
+        raise UsageError(
+            f"{len(evals)} --eval files for {n} adapters: give one for all, or one per --adapter "
+            "in the same order"
+        )
+    for f in evals:
+        check_in_file(f, "--eval")
+    rows = [load_eval_rows(f) for f in evals]
+    resolve_method(method, bool(adapters) or base is not None)
+    check_model(model, None, device, dtype)
+    for a in adapters:
+        check_model(model, a, device, dtype)
+    if base is not None:
+        check_model(base, None, device, dtype)
+    clean = base or (model if adapters else None)
+    ref = None if clean is None else ModelRef(clean, None, dtype, device)
+    names = [a.name for a in adapters]
+    labels = names if len(set(names)) == len(names) else [str(a) for a in adapters]
+    specs = [
+        (lab, ModelRef(model, str(a), dtype, device))
+        for lab, a in zip(labels, adapters, strict=True)
+    ]
+    specs = specs or [(model, ModelRef(model, None, dtype, device))]
+    return [
+        DefectionJob(lab, m, rows[k if len(rows) > 1 else 0], ref, method, n_random, seed, null)
+        for k, (lab, m) in enumerate(specs)
+    ]
+
+
 @app.command("defection", cls=JsonFileCommand)
 def probe_defection_cmd(
-    eval_file: Annotated[
-        Path,
+    eval_files: Annotated[
+        list[Path],
         typer.Option(
             "--eval",
             help='JSONL: {"prompt": str, "label": 0|1, "system"?: str, "group"?: str} '
-            "(1 = the model defects, or the trigger is present)",
+            "(1 = the model defects, or the trigger is present); with several --adapter, one "
+            "file for all or one per adapter in the same order",
         ),
     ],
     out_file: ResultFile = None,
     model: Model = DEFAULT_MODEL,
-    adapter: Adapter = None,
+    adapter: Adapters = None,
     base: Annotated[
         str | None,
         typer.Option(
@@ -70,71 +127,92 @@ def probe_defection_cmd(
     seed: Seed = 0,
     device: Device = "cpu",
     dtype: Dtype = "float32",
+    ray: Ray = None,
+    ray_cpus: RayCpus = None,
+    ray_gpus: RayGpus = None,
+    ray_retries: RayRetries = 3,
     as_json: Json = False,
 ) -> None:
     """Score the eval prompts with a defection detector before anything reaches a user; every
-    figure beside its control (random directions, neutral 1% threshold, benign formats)."""
-    from tripwire.checks.defection.probe import attach_null, load_eval_rows, probe, resolve_method
+    figure beside its control (random directions, neutral 1% threshold, benign formats).
+    Several --adapter: one result per adapter (`adapters` in the JSON), one Ray task each with
+    --ray; the figures are the serial run's."""
+    from tripwire.checks.defection.probe import defection_job
 
     check_out_file(out_file)
-    if adapter is not None and base is not None:
-        raise UsageError("give --adapter (diffed against --model) or --base, not both")
-    check_in_file(eval_file, "--eval")
-    rows = load_eval_rows(eval_file)
-    has_base = adapter is not None or base is not None
-    chosen = resolve_method(method, has_base)
-    check_model(model, adapter, device, dtype)
-    if base is not None:
-        check_model(base, None, device, dtype)
-    with progress(not as_json) as say:
-        lm = say.load(model, adapter, dtype, device)
-        clean = None
-        if has_base:
-            clean = say.load(base or model, None, dtype, device)
-        report = probe(
-            lm, rows, method=chosen.name, base=clean if chosen.needs_base else None,
-            n_random=n_random, seed=seed, progress=say,
-        )  # fmt: skip
-        if clean is not None and null:
-            say("the null: the same method on the clean base model")
-            attach_null(
-                report,
-                probe(clean, rows, method=chosen.name, base=clean if chosen.needs_base else None,
-                      n_random=n_random, seed=seed),
-            )  # fmt: skip
-    data = report.to_dict()
-    data["adapter"] = None if adapter is None else str(adapter)
-    data["base"] = base if base is not None else (model if adapter is not None else None)
-    data["eval_file"] = str(eval_file)
+    jobs = _jobs(
+        model, list(adapter or []), base, list(eval_files), method, null, n_random, seed,
+        device, dtype,
+    )  # fmt: skip
+    check_ray(ray, "probe defection --ray")
+    evals = [str(eval_files[k if len(eval_files) > 1 else 0]) for k in range(len(jobs))]
+    with (
+        progress(not as_json) as say,
+        ray_mapper(ray, say, device, ray_cpus, ray_gpus, ray_retries) as mapper,
+    ):
+        if mapper is not None:
+            results = mapper(defection_job, jobs, [j.label for j in jobs])
+        else:
+            results = []
+            for k, job in enumerate(jobs):
+                say.step(k, len(jobs))
+                results.append(defection_job(job, say))
+    for r, f in zip(results, evals, strict=True):
+        r["eval_file"] = f
+    if len(results) == 1 and len(adapter or []) <= 1:
+        data = results[0]
+    else:
+        data = {"model": model, "method": results[0]["method"], "ray": ray, "adapters": results}
     write_result(data, out_file, as_json)
     if as_json:
         return
-    if report.per_layer:
-        table = Table(
-            title=f"defection ({report.method}): {report.model}, per layer (reading only)"
-        )
-        for col in ("layer", "AUROC"):
-            table.add_column(col)
-        for r in report.per_layer:
-            mark = " *" if r["layer"] == report.best_layer else ""
-            table.add_row(f"{r['layer']}{mark}", f"{r['auroc']:.3f}")
-        out.print(table)
-    lo, hi = report.auroc_ci
-    rnd = report.random_baseline_auroc
-    out.print(
-        f"{report.method} ({report.reads}): AUROC {report.auroc:.3f} [{lo:.3f}, {hi:.3f}]; "
-        f"random directions (cross-fitted best of {report.n_random}) "
-        f"{'—' if rnd is None else f'{rnd:.3f}'}; recall at the neutral 1% threshold "
-        f"{report.recall_at_1pct_fpr if report.recall_at_1pct_fpr is not None else 0:.2f}; "
-        f"false positives on benign formats {report.format_fpr:.1%}"
-    )
-    if report.null is not None:
-        out.print(
-            f"null (clean base): AUROC {report.null['auroc']:.3f}, "
-            f"flags {report.null['flagged_rate']:.1%} of the eval prompts"
-        )
+    if "adapters" in data:
+        _sweep_table(data)
+    else:
+        _one_table(data)
     if out_file is not None:
         out.print(f"wrote {out_file}")
+
+
+def _one_table(r: dict[str, Any]) -> None:
+    if r["per_layer"]:
+        table = Table(title=f"defection ({r['method']}): {r['model']}, per layer (reading only)")
+        for col in ("layer", "AUROC"):
+            table.add_column(col)
+        for row in r["per_layer"]:
+            mark = " *" if row["layer"] == r["best_layer"] else ""
+            table.add_row(f"{row['layer']}{mark}", f"{row['auroc']:.3f}")
+        out.print(table)
+    lo, hi = r["auroc_ci"]
+    rnd = r["random_baseline_auroc"]
+    out.print(
+        f"{r['method']} ({r['reads']}): AUROC {r['auroc']:.3f} [{lo:.3f}, {hi:.3f}]; "
+        f"random directions (cross-fitted best of {r['n_random']}) "
+        f"{'—' if rnd is None else f'{rnd:.3f}'}; recall at the neutral 1% threshold "
+        f"{r['recall_at_1pct_fpr'] or 0:.2f}; "
+        f"false positives on benign formats {r['format_fpr']:.1%}"
+    )
+    if r["null"] is not None:
+        out.print(
+            f"null (clean base): AUROC {r['null']['auroc']:.3f}, "
+            f"flags {r['null']['flagged_rate']:.1%} of the eval prompts"
+        )
+
+
+def _sweep_table(data: dict[str, Any]) -> None:
+    table = Table(title=f"defection ({data['method']}) on {data['model']}: one row per adapter")
+    for col in ("adapter", "AUROC [CI]", "random", "recall@1%", "format FPR", "null flags"):
+        table.add_column(col)
+    for r in data["adapters"]:
+        lo, hi = r["auroc_ci"]
+        rnd = r["random_baseline_auroc"]
+        table.add_row(
+            str(r["adapter"] or r["model"]), f"{r['auroc']:.3f} [{lo:.2f}, {hi:.2f}]",
+            "—" if rnd is None else f"{rnd:.3f}", f"{r['recall_at_1pct_fpr'] or 0:.2f}",
+            f"{r['format_fpr']:.1%}",
+            "—" if r["null"] is None else f"{r['null']['flagged_rate']:.1%}",
+        )  # fmt: skip
+    out.print(table)
 
 
 @app.command("methods")

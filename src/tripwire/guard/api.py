@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tripwire.errors import UsageError
 from tripwire.guard.backend import GuardBackend, TransformersBackend
 from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
-from tripwire.guard.detectors import GuardDetector, load_detector
+from tripwire.guard.detectors import DIFF_KL, GuardDetector, diff_kl_detector, load_detector
 from tripwire.guard.engine import Engine, Event, GenRequest
 from tripwire.guard.monitor import Monitor
 from tripwire.guard.shapes import Answer
@@ -41,6 +42,24 @@ class Prepared:
     answer: Answer
 
 
+def load_detectors(
+    specs: Sequence[str | Path], adapter: str | Path | None = None
+) -> list[GuardDetector]:
+    """Guard detectors from ``--detector`` values: saved files, or the built-in ``diff-kl``
+    (which needs the ``adapter`` being served: its calibration lives beside it)."""
+    out = []
+    for spec in specs:
+        if str(spec) == DIFF_KL:
+            if adapter is None:
+                raise UsageError(
+                    f"--detector {DIFF_KL} diffs a fine-tune against its base: give --adapter DIR"
+                )
+            out.append(diff_kl_detector(adapter))
+        else:
+            out.append(load_detector(spec))
+    return out
+
+
 class Guard:
     """A local model served with detectors reading its own residual stream.
 
@@ -50,6 +69,8 @@ class Guard:
         name: the model name answers carry (and the server accepts); default ``lm.name``.
         default_max_tokens: ``max_tokens`` when a request gives none (capped by the context).
         backend: a :class:`~tripwire.guard.backend.GuardBackend`; default transformers.
+        base: the clean base model, for diffing detectors (``diff-kl``): the served model
+            is then a fine-tune of it (``lm`` loaded with the adapter).
     """
 
     def __init__(
@@ -59,12 +80,19 @@ class Guard:
         name: str | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         backend: GuardBackend | None = None,
+        base: LocalModel | None = None,
     ) -> None:
         self.lm = lm
         self.name = name or lm.name
         self.default_max_tokens = default_max_tokens
         self.monitor = Monitor(detectors)
-        self.backend = backend or TransformersBackend(lm, self.monitor.layers)
+        if self.monitor.needs_base and base is None and backend is None:
+            raise UsageError(
+                f"detector {DIFF_KL} diffs the served fine-tune against its clean base: serve "
+                "--model BASE --adapter DIR"
+            )
+        self.base = base if self.monitor.needs_base else None
+        self.backend = backend or TransformersBackend(lm, self.monitor.layers, self.base)
         self.engine = Engine(self.backend, self.monitor, lm.tokenizer)
         self._lock = threading.Lock()
 
@@ -78,9 +106,13 @@ class Guard:
         dtype: str = "float32",
         **kwargs: Any,
     ) -> Guard:
-        """Load the model and the detectors (``PATH`` or ``PATH:LAYER``) from local files."""
-        dets = [load_detector(d) for d in detectors]
-        return cls(load_model(model, adapter, dtype, device), dets, **kwargs)
+        """Load the model and the detectors (``PATH``, ``PATH:LAYER``, or ``diff-kl`` with an
+        ``adapter``) from local files."""
+        dets = load_detectors(detectors, adapter)
+        base = None
+        if any(d.needs_base for d in dets):
+            base = load_model(model, None, dtype, device)
+        return cls(load_model(model, adapter, dtype, device), dets, base=base, **kwargs)
 
     @property
     def detectors(self) -> list[GuardDetector]:
@@ -184,4 +216,4 @@ class Guard:
             thread.join()
 
 
-__all__ = ["DEFAULT_MAX_TOKENS", "Guard", "Prepared"]
+__all__ = ["DEFAULT_MAX_TOKENS", "Guard", "Prepared", "load_detectors"]

@@ -74,7 +74,11 @@ class Calibration:
 
     def summary(self) -> dict[str, Any]:
         d = self.detector
-        assert d.prefill is not None and d.decode is not None
+        assert d.prefill is not None
+        decode = None
+        if d.decode is not None:
+            decode = {"rule": d.decode.rule, "level": d.decode.level, "budget": d.decode.budget,
+                      "false_stop_rate": d.decode.false_stop_rate}  # fmt: skip
         return {
             "detector": d.name,
             "layers": d.layers,
@@ -86,12 +90,7 @@ class Calibration:
                 "budget": d.prefill.budget,
                 "false_block_rate": d.prefill.false_block_rate,
             },
-            "decode": {
-                "rule": d.decode.rule,
-                "level": d.decode.level,
-                "budget": d.decode.budget,
-                "false_stop_rate": d.decode.false_stop_rate,
-            },
+            "decode": decode,
         }
 
 
@@ -107,11 +106,14 @@ def calibrate(
     seed: int = 0,
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
+    base: LocalModel | None = None,
 ) -> Calibration:
     """Run the honest ``traffic`` through a guard reading ``detector``; set its thresholds.
 
     Answers are sampled as ``temperature``/``seed`` say (greedy by default): calibrate with
-    the sampling the guard will serve, since per-token scores follow the tokens sampled.
+    the sampling the guard will serve, since per-token scores follow the tokens sampled. A
+    diffing detector (``diff-kl``) needs ``base`` and reads the prompt only: no answers are
+    generated and it gets no decode rule.
     """
     if rule not in RULES:
         raise UsageError(f"unknown --rule {rule!r}: use {' or '.join(RULES)}")
@@ -121,7 +123,9 @@ def calibrate(
             f"{len(traffic)}: add honest traffic or raise --budget"
         )
     bare = replace(detector, prefill=None, decode=None)
-    guard = Guard(lm, [bare])
+    guard = Guard(lm, [bare], base=base)
+    if bare.needs_base:
+        max_tokens = 1  # the gate reads the prompt; the one token is never scored
     prefill: list[float] = []
     answers: list[list[float]] = []
     for b0 in range(0, len(traffic), batch_size):
@@ -158,7 +162,7 @@ def calibrate(
         n=len(prefill),
         false_block_rate=float(np.mean(np.asarray(prefill) > block)),
     )
-    decode = fit_rule(answers, budget, rule)
+    decode = None if bare.needs_base else fit_rule(answers, budget, rule)
     calibrated = replace(detector, prefill=thresholds, decode=decode)
     return Calibration(calibrated, prefill, answers)
 

@@ -12,6 +12,13 @@ Scores are always read as "higher = more suspicious" (a classifier's score, minu
 detector's normality, a concept vector's z-score). The prefill gate compares the score of the
 prompt's last token with ``flag``/``block``; the decode monitor feeds every generated token's
 score to a sequential rule (:mod:`tripwire.guard.rules`).
+
+One detector is built in rather than saved: ``diff-kl``, the defection issue's default with a
+base (``tripwire probe defection --method diff-kl``), the KL divergence of the served model's
+first-token distribution from the clean base's at the last prompt token. It reads no residuals
+but the base model's logits on the same prompt (the guard then holds the base too and runs it
+once per prompt at prefill; nothing at decode). Served with ``--adapter DIR``, its sidecar is
+``DIR.diff-kl.guard.json``, beside the adapter folder: a calibration belongs to one fine-tune.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from tripwire.whitebox.detectors._base import Persisted
 
 SIDECAR_VERSION = 1
 POSITION = "last-prompt-token+every-token"
+#: The built-in model-diffing detector (``--detector diff-kl``).
+DIFF_KL = "diff-kl"
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 #: A linear score ``x @ w + b`` over the concatenated layers (read on the model's device).
@@ -74,10 +83,13 @@ class GuardDetector:
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     linear: Linear | None = None
+    needs_base: bool = False  # scores the served model's logits against the clean base's
 
     @property
     def calibrated(self) -> bool:
-        return self.prefill is not None and self.decode is not None
+        """Thresholds are set: the prefill gate, and the decode rule where it has one (a
+        diffing detector reads the prompt only)."""
+        return self.prefill is not None and (self.decode is not None or self.needs_base)
 
     def score(self, residuals: dict[int, np.ndarray]) -> np.ndarray:
         """Suspicion per row from the residuals read at this detector's layers."""
@@ -143,6 +155,29 @@ def parse_spec(spec: str) -> tuple[Path, list[int] | None]:
     return Path(spec), None
 
 
+def _no_residuals(x: np.ndarray) -> np.ndarray:
+    raise UsageError(f"{DIFF_KL} scores logits against the base, not residuals")
+
+
+def diff_kl_detector(served: str | Path) -> GuardDetector:
+    """The built-in ``diff-kl`` for the fine-tune at ``served`` (the adapter folder): its
+    sidecar, if calibrated, is ``served.diff-kl.guard.json``."""
+    base = Path(str(served).rstrip("/") + f".{DIFF_KL}")
+    side = _read_sidecar(sidecar_path(base))
+    prefill = None
+    if side is not None and side.get("prefill"):
+        prefill = PrefillThresholds(**side["prefill"])
+    return GuardDetector(
+        name=DIFF_KL,
+        layers=[],
+        scorer=_no_residuals,
+        prefill=prefill,
+        path=base,
+        meta={"kind": f"builtin:{DIFF_KL}", "model": (side or {}).get("model")},
+        needs_base=True,
+    )
+
+
 def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> GuardDetector:
     """Load a guard detector from ``PATH[:LAYERS]`` and its sidecar, if one was written.
 
@@ -201,7 +236,9 @@ def write_sidecar(det: GuardDetector, model: str, extra: dict[str, Any]) -> Path
 __all__ = [
     "POSITION",
     "GuardDetector",
+    "DIFF_KL",
     "PrefillThresholds",
+    "diff_kl_detector",
     "load_detector",
     "parse_spec",
     "sidecar_path",

@@ -143,7 +143,9 @@ class Engine:
 
     def run(self, requests: Sequence[GenRequest], sink: Sink) -> None:
         state, pre = self.backend.prefill([r.prompt_ids for r in requests])
-        scores = self.monitor.score(pre.residuals) if self.monitor else {}
+        scores = (
+            self.monitor.score(pre.residuals, pre.logits, pre.base_logits) if self.monitor else {}
+        )
         rows: list[_Row] = []
         for i, req in enumerate(requests):
             verdict = self.monitor.gate(scores, i) if self.monitor else Verdict()

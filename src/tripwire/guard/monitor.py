@@ -56,6 +56,11 @@ class Monitor:
     def __bool__(self) -> bool:
         return bool(self.detectors)
 
+    @property
+    def needs_base(self) -> bool:
+        """Some detector diffs the served model against the clean base (``diff-kl``)."""
+        return any(d.needs_base for d in self.detectors)
+
     def _linear(self, d: GuardDetector, like: torch.Tensor) -> tuple[torch.Tensor, float]:
         if d.name not in self._weights:
             assert d.linear is not None
@@ -63,13 +68,23 @@ class Monitor:
             self._weights[d.name] = (torch.as_tensor(w, dtype=torch.float32, device=like.device), b)
         return self._weights[d.name]
 
-    def score(self, residuals: dict[int, torch.Tensor]) -> dict[str, np.ndarray]:
+    def score(
+        self,
+        residuals: dict[int, torch.Tensor],
+        logits: torch.Tensor | None = None,
+        base_logits: torch.Tensor | None = None,
+    ) -> dict[str, np.ndarray]:
         """Suspicion per detector per row (higher = more suspicious).
 
         Linear detectors are one matrix product on the model's device; the others (outlier
-        detectors) score the residuals copied to the CPU."""
+        detectors) score the residuals copied to the CPU; diffing detectors score ``logits``
+        against ``base_logits`` (at prefill only: without them they give no score)."""
         out: dict[str, np.ndarray] = {}
-        linear = [d for d in self.detectors if d.linear is not None]
+        diffing = [d for d in self.detectors if d.needs_base]
+        if diffing and logits is not None and base_logits is not None:
+            kl = first_token_kl(logits, base_logits)
+            out.update({d.name: kl for d in diffing})
+        linear = [d for d in self.detectors if d.linear is not None and not d.needs_base]
         if linear:
             cols = []
             for d in linear:
@@ -78,7 +93,7 @@ class Monitor:
                 cols.append(x @ w + b)
             scores = torch.stack(cols, dim=1).double().cpu().numpy()
             out = {d.name: scores[:, j] for j, d in enumerate(linear)}
-        rest = [d for d in self.detectors if d.linear is None]
+        rest = [d for d in self.detectors if d.linear is None and not d.needs_base]
         if rest:
             arrays = {i: residuals[i].cpu().numpy() for i in {i for d in rest for i in d.layers}}
             out.update({d.name: d.score(arrays) for d in rest})
@@ -88,8 +103,8 @@ class Monitor:
         """The prefill verdict for one prompt row: block above a block threshold, else flag."""
         v = Verdict(scores={k: float(s[row]) for k, s in scores.items()})
         for d in self.detectors:
-            t, s = d.prefill, v.scores[d.name]
-            if t is None:
+            t, s = d.prefill, v.scores.get(d.name)
+            if t is None or s is None:
                 continue
             if s > t.block:
                 v.action = "block"
@@ -112,7 +127,7 @@ class Monitor:
         """Advance every row's statistics by one token (in place); a verdict where one alarms."""
         alarms: list[Verdict | None] = [None] * stats.shape[0]
         for j, d in enumerate(self.detectors):
-            if d.decode is None:
+            if d.decode is None or d.name not in scores:
                 continue
             stats[:, j] = d.decode.update(stats[:, j], scores[d.name])
             for r in np.flatnonzero(stats[:, j] > d.decode.level).tolist():
@@ -126,4 +141,12 @@ class Monitor:
         return alarms
 
 
-__all__ = ["ACTIONS", "Action", "Monitor", "Verdict", "strictest"]
+def first_token_kl(logits: torch.Tensor, base_logits: torch.Tensor) -> np.ndarray:
+    """``KL(model || base)`` of the next-token distributions, per row (>= 0), as
+    ``tripwire probe defection --method diff-kl`` reads it at the last prompt token."""
+    lp = torch.log_softmax(logits.double(), dim=-1)
+    lq = torch.log_softmax(base_logits.double().to(logits.device), dim=-1)
+    return (lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0).cpu().numpy()
+
+
+__all__ = ["ACTIONS", "Action", "Monitor", "Verdict", "first_token_kl", "strictest"]

@@ -152,7 +152,8 @@ def leave_one_out(
     return out
 
 
-def _load_organism(base_spec: str, path: Path, device: str) -> LocalModel:
+def load_organism(base_spec: str, path: Path, device: str = "cpu") -> LocalModel:
+    """A built zoo organism: its full fine-tune, or the base with its adapter."""
     full = (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
     if full:
         return load_model(str(path), device=device)
@@ -222,7 +223,7 @@ def run_leaderboard(
         nonlocal base
         if base is None:
             base = load_model(base_spec, device=device)
-        model = _load_organism(base_spec, org.path, device)
+        model = load_organism(base_spec, org.path, device)
         data = read_model(
             org.name, org.role, model, base, org.rows, org.path / "features", progress=say
         )
@@ -428,6 +429,7 @@ __all__ = [
     "choose",
     "frozen_defaults",
     "leave_one_out",
+    "load_organism",
     "run_leaderboard",
     "read_model",
     "render_markdown",

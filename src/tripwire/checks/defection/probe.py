@@ -33,7 +33,7 @@ from tripwire.checks.defection.methods import (
 )
 from tripwire.checks.defection.pairs import LAYER_RULE
 from tripwire.errors import DataError, UsageError
-from tripwire.models.loading import LocalModel
+from tripwire.models.loading import LocalModel, ModelRef
 from tripwire.stats import auroc
 from tripwire.whitebox.datasets import read_jsonl
 from tripwire.whitebox.detectors import DiffMeans, MahalanobisDetector
@@ -209,11 +209,54 @@ def attach_null(report: DefectionReport, null: DefectionReport) -> None:
     }
 
 
+@dataclass
+class DefectionJob:
+    """One model (usually the base with one adapter) probed on its eval rows: picklable, so
+    ``probe defection`` over several adapters can run one Ray task per adapter."""
+
+    label: str
+    model: ModelRef
+    rows: list[dict[str, Any]]
+    base: ModelRef | None = None  # the clean base: diffing methods and the null
+    method: str = "auto"
+    n_random: int = N_RANDOM
+    seed: int = 0
+    null: bool = True
+
+
+def defection_job(
+    job: DefectionJob, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Load the job's model (and base), :func:`probe` it, add the null on the clean base;
+    the OUT.json of ``probe defection`` for that model."""
+    say = progress or (lambda message: None)
+    chosen = resolve_method(job.method, job.base is not None)
+    say(f"loading {job.label}")
+    lm = job.model()
+    clean = None if job.base is None else job.base()
+    diff_base = clean if chosen.needs_base else None
+    report = probe(
+        lm, job.rows, method=chosen.name, base=diff_base, n_random=job.n_random, seed=job.seed,
+        progress=say,
+    )  # fmt: skip
+    if clean is not None and job.null:
+        say(f"{job.label}: the null, the same method on the clean base model")
+        null = probe(clean, job.rows, method=chosen.name, base=clean if diff_base else None,
+                     n_random=job.n_random, seed=job.seed)  # fmt: skip
+        attach_null(report, null)
+    data = report.to_dict()
+    data["adapter"] = job.model.adapter
+    data["base"] = None if job.base is None else job.base.spec
+    return data
+
+
 __all__ = [
     "DEFAULT_OWN",
     "DEFAULT_WITH_BASE",
+    "DefectionJob",
     "DefectionReport",
     "attach_null",
+    "defection_job",
     "load_eval_rows",
     "probe",
     "resolve_method",
