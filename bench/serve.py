@@ -224,8 +224,12 @@ def run_backend(
 LUA = r"""
 -- One event per POST, each with its own idempotency_key; acknowledged ids go to a file per
 -- thread (line-buffered, so nothing is lost when wrk exits).
+-- `tag` is a global: setup() sets it in each thread's own Lua state (thread:set), which a
+-- `local tag` here would shadow (every thread then sent the same idempotency keys, and the
+-- server answered half the requests as replays).
 local bodies = { %(bodies)s }
-local tag, n, fh = "x", 0, nil
+tag = "unset"
+local n, fh = 0, nil
 local count = 0
 function setup(thread)
   count = count + 1
@@ -288,8 +292,10 @@ def run_wrk(backend: str, replicas: int, conc: int, seconds: float, tmp: Path) -
                     await _warm(c)
 
         asyncio.run(warm_all())
-        script = tmp / f"{run}.lua"
-        script.write_text(_lua(key, run, acks))
+        scripts = []  # one per replica's wrk: its own idempotency keys and ack files
+        for i in range(replicas):
+            scripts.append(tmp / f"{run}-r{i}.lua")
+            scripts[-1].write_text(_lua(key, f"{run}-r{i}", acks))
         per = max(1, conc // replicas)
         threads = 2 if replicas == 1 and per >= 2 else 1
         procs = [
@@ -309,7 +315,7 @@ def run_wrk(backend: str, replicas: int, conc: int, seconds: float, tmp: Path) -
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for srv in servers
+            for srv, script in zip(servers, scripts, strict=True)
         ]
         outs = [p.communicate(timeout=seconds + 120)[0] for p in procs]
     finally:
