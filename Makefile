@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/capture.py
 	$(PY) bench/honeypots.py
 	$(PY) bench/serve.py
+	$(PY) bench/guard.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

