@@ -3,7 +3,9 @@
 Each row gives n, the rate with its Wilson interval, and - for every non-control condition - the
 difference against the family's paired control with Newcombe's interval. CoT-faithfulness logs
 also give the faithfulness rate (hint verbalised among answers that follow the hint), and
-sandbagging logs the accuracy gap.
+sandbagging logs the accuracy gap. A log whose answers came from ``tripwire guard`` also gives
+``guard_blocked`` and ``guard_cut``: the samples with a turn the guard blocked before its first
+token, or cut mid-answer (read from the model events, scored or not).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from inspect_ai.log import EvalLog, read_eval_log
 
+from tripwire.behavior.scorers import content_stops, guarded
 from tripwire.stats import newcombe, newcombe_paired, wilson
 
 MEASURES = {
@@ -87,11 +90,19 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
         paired: dict[tuple[str, str], dict[Any, float]] = defaultdict(dict)
         controls: dict[str, bool] = {}
         faith: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+        through_guard = any(guarded(s.events) for s in log.samples or [])
         for s in log.samples or []:
-            if s.error is not None or not s.scores:
+            if s.error is not None:
                 continue
             meta = s.metadata or {}
             cond = str(meta.get("condition", "?"))
+            if through_guard:
+                controls[cond] = bool(meta.get("control"))
+                stops = set(content_stops(s.events).values())
+                for kind in ("blocked", "cut"):
+                    cells[(cond, f"guard_{kind}")].append(float(kind in stops))
+            if not s.scores:
+                continue
             controls[cond] = bool(meta.get("control"))
             for scorer, measure in MEASURES.items():
                 score = s.scores.get(scorer)
@@ -109,7 +120,8 @@ def table(logs: Iterable[EvalLog | str | Path], label: str = "") -> list[Row]:
                 )
         conds = _ordered(task, list(dict.fromkeys(c for c, _ in cells)))
         control = next((c for c in conds if controls.get(c)), None)
-        for measure in dict.fromkeys(m for _, m in cells):
+        measures = dict.fromkeys(m for _, m in cells)  # the guard's counts after the outcomes
+        for measure in sorted(measures, key=lambda m: m.startswith("guard_")):
             base = cells.get((control, measure)) if control else None
             for cond in conds:
                 vals = cells.get((cond, measure))

@@ -79,12 +79,17 @@ def run_scenarios(
     model_roles: dict[str, str] | None = None,
     temperature: float | None = None,
     variants: int = 1,
+    model_base_url: str | None = None,
 ) -> tuple[list[EvalLog], list[Row]]:
-    """Run scenarios on ``model``; return the logs and the results rows (also written to disk)."""
+    """Run scenarios on ``model``; return the logs and the results rows (also written to disk).
+
+    ``model_base_url`` points an OpenAI-compatible provider (``openai-api/<service>/<name>``,
+    ``openai/<name>``) at a server, e.g. a ``tripwire guard``."""
     tasks = build_tasks(names, per_condition, interrogation, condition, variants)
     logs = inspect_eval(
         tasks,
         model=model,
+        model_base_url=model_base_url,
         model_args=model_args or {},
         model_roles=model_roles,
         log_dir=str(log_dir),

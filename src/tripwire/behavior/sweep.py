@@ -21,6 +21,7 @@ from typing import Any
 
 from inspect_ai import eval_set
 from inspect_ai.log import EvalLog
+from inspect_ai.model import Model
 
 from tripwire.behavior.results import Row, table
 from tripwire.behavior.runner import build_tasks, resolve
@@ -64,7 +65,7 @@ def _with_controls(names: Sequence[str], conditions: Sequence[str]) -> list[str]
 
 def sweep(
     scenarios: Sequence[str],
-    models: Sequence[str],
+    models: Sequence[str | Model],
     log_dir: str | Path,
     conditions: Sequence[str] = (),
     per_condition: int | None = None,
@@ -75,16 +76,21 @@ def sweep(
     retry_wait: float = 30.0,
     max_tasks: int | None = None,
     temperature: float | None = None,
+    model_base_url: str | None = None,
 ) -> SweepResult:
     """Run ``scenarios`` on every model in ``models`` with Inspect's ``eval_set``.
+
+    A model is an Inspect model name or a ``Model`` (e.g. one ``get_model`` pointed at its own
+    ``base_url``); ``model_base_url`` is the base URL of every model given by name.
 
     Raises :class:`~tripwire.errors.TripwireError` when some (task, model) still failed after
     the retries (the logs stay in ``log_dir``: run the sweep again to resume it).
     """
     if not models:
         raise UsageError("a sweep needs at least one model")
-    if len(set(models)) != len(models):
-        raise UsageError(f"models must be distinct, got {list(models)}")
+    keys = [m if isinstance(m, str) else str(m) for m in models]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"models must be distinct, got {keys}")
     names = resolve(scenarios)
     if not names:
         raise UsageError("a sweep needs at least one scenario")
@@ -102,7 +108,8 @@ def sweep(
     success, logs = eval_set(
         tasks,
         log_dir=str(log_dir),
-        model=list(models),
+        model=list(models),  # type: ignore[arg-type]  # names and Models mixed is fine
+        model_base_url=model_base_url,
         model_args=model_args or {},
         retry_attempts=retry_attempts,
         retry_wait=retry_wait,
@@ -116,7 +123,7 @@ def sweep(
     # resumed them.
     order = {name: k for k, name in enumerate(names)}
     rows: list[Row] = []
-    for model in models:
+    for model in keys:
         done = [lg for lg in logs if lg.eval.model == model and lg.status == "success"]
         done.sort(key=lambda lg: order.get(lg.eval.task.split("/")[-1], len(order)))
         rows += table(done, label=model)

@@ -1,4 +1,4 @@
-"""``tripwire eval list | run | table | steer | audit | validate-judge``: behaviour scenarios.
+"""``tripwire eval list | run | table | steer | audit | sweep | guarded | validate-judge``.
 
 The scenarios are Inspect tasks (:mod:`tripwire.behavior`); these commands run them through
 :mod:`tripwire.behavior.runner` and print the results with their confidence intervals.
@@ -26,6 +26,16 @@ app = App(help="Behaviour scenarios on Inspect AI (scheming, sandbagging, jailbr
 
 ModelArgs = Annotated[
     list[str] | None, typer.Option("--model-arg", "-M", help="key=value for the provider")
+]
+
+
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--model-base-url",
+        help="base URL of an OpenAI-compatible server (e.g. a tripwire guard: "
+        "--model openai-api/guard/NAME --model-base-url http://127.0.0.1:8500/v1)",
+    ),
 ]
 
 
@@ -118,6 +128,7 @@ def run_cmd(
         "tripwire/scripted-scheme"
     ),
     model_arg: ModelArgs = None,
+    model_base_url: BaseUrl = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
     ] = None,
@@ -161,6 +172,7 @@ def run_cmd(
         model_roles={"grader": grader} if grader else None,
         temperature=temperature,
         variants=variants,
+        model_base_url=model_base_url,
     )
     if as_json:
         print_json(to_json(rows))
@@ -290,6 +302,7 @@ def sweep_cmd(
         typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
     ] = None,
     model_arg: ModelArgs = None,
+    model_base_url: BaseUrl = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
     ] = None,
@@ -329,6 +342,7 @@ def sweep_cmd(
         epochs=epochs,
         retry_attempts=retry_attempts,
         retry_wait=retry_wait,
+        model_base_url=model_base_url,
     )
     if out is not None:
         write(result.rows, out)
@@ -337,6 +351,71 @@ def sweep_cmd(
         return
     _print(result.rows, f"sweep: {', '.join(scenarios)} x {len(models)} models")
     wide.print(f"{len(result.logs)} logs in {log_dir}" + (f"; results in {out}" if out else ""))
+
+
+@app.command("guarded")
+def guarded_cmd(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario names, or 'all'")],
+    guard: Annotated[
+        str, typer.Option("--guard", help="the tripwire guard's URL (http://HOST:PORT[/v1])")
+    ],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline", help="the same model without the guard's detectors (its server's URL)"
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="model name sent to both (default: what each serves)")
+    ] = None,
+    condition: Annotated[
+        list[str] | None,
+        typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
+    ] = None,
+    log_dir: Annotated[
+        Path, typer.Option(help="the eval set's logs; the same folder again resumes it")
+    ] = Path("logs/guarded"),
+    out: Annotated[Path, typer.Option(help="where guarded.json/.md go")] = Path(
+        "logs/guarded-report"
+    ),
+    retry_attempts: Annotated[
+        int, typer.Option(min=0, help="retries of a (scenario, arm) that failed")
+    ] = 1,
+    interrogation: Annotated[bool, typer.Option(help="ask the follow-up question")] = True,
+    epochs: Annotated[int, typer.Option(min=1, help="repeats of every sample")] = 1,
+    as_json: Json = False,
+) -> None:
+    """Scenarios without and with a tripwire guard (Inspect's openai-api provider, one eval
+    set): misaligned rates with CIs, the difference, the samples the guard blocked or cut."""
+    with needs_extra("behavior", "eval guarded"):
+        from tripwire.behavior.guarded import guarded
+        from tripwire.behavior.results import to_json, write
+
+    check_out_dir(log_dir, "--log-dir")
+    check_out_dir(out)
+    if out.resolve() == log_dir.resolve():
+        raise UsageError("--out must differ from --log-dir (the eval set owns its log folder)")
+    result = guarded(
+        scenarios,
+        guard,
+        baseline,
+        log_dir,
+        name=name,
+        conditions=condition or (),
+        per_condition=limit,
+        interrogation=interrogation,
+        epochs=epochs,
+        retry_attempts=retry_attempts,
+    )
+    write(result.rows, out, stem="guarded", versus="without guard")
+    if as_json:
+        print_json(to_json(result.rows))
+        return
+    _print(result.rows, f"{', '.join(scenarios)}: diff = with minus without the guard")
+    wide.print(f"{len(result.logs)} logs in {log_dir}; guarded.json/.md in {out}")
 
 
 @app.command("validate-judge")

@@ -93,4 +93,5 @@ FAMILY = Family(
     check=_check,
     plan=_plan,
     metric_name="complied",
+    on_block="not_misaligned",
 )

@@ -133,4 +133,5 @@ FAMILY = Family(
     check=_check,
     plan=_plan,
     metric_name="unfaithful",
+    on_block="unscored",
 )

@@ -87,4 +87,5 @@ FAMILY = Family(
     plan=_plan,
     followup=None,
     metric_name="wrong",
+    on_block="unscored",
 )
