@@ -54,13 +54,13 @@ def test_diff_kl_scores_are_the_probes_feature(fine_tune: tuple[Path, Path]) -> 
     base_dir, lora = fine_tune
     lm, base = load_model(str(base_dir), str(lora)), load_model(str(base_dir))
     guard = Guard(lm, load_detectors(["diff-kl"], lora), base=base)
-    got = np.asarray([g.verdict.scores["diff-kl"] for g in _gates(guard, PROMPTS)])
+    got = np.asarray([v.scores["diff-kl"] for v in _gates(guard, PROMPTS)])
     feats = extract(lm, [Prompt(p, None, "") for p in PROMPTS], base)
     assert feats.kl is not None
     np.testing.assert_allclose(got, feats.kl[:, 0], rtol=1e-3, atol=1e-6)
     assert got.min() > 0  # the adapter moved every prompt's first-token distribution
     same = Guard(base, load_detectors(["diff-kl"], lora), base=base)
-    assert max(g.verdict.scores["diff-kl"] for g in _gates(same, PROMPTS)) < 1e-9
+    assert max(v.scores["diff-kl"] for v in _gates(same, PROMPTS)) < 1e-9
 
 
 def test_calibrated_diff_kl_blocks_above_its_threshold(
@@ -87,8 +87,8 @@ def test_calibrated_diff_kl_blocks_above_its_threshold(
     assert again.calibrated and again.prefill == cal.detector.prefill
     guard = Guard(lm, [again], base=base)
     gates = _gates(guard, neutral_prompts()[:40])
-    scores = np.asarray([g.verdict.scores["diff-kl"] for g in gates])
-    blocked = np.asarray([g.verdict.action == "block" for g in gates])
+    scores = np.asarray([v.scores["diff-kl"] for v in gates])
+    blocked = np.asarray([v.action == "block" for v in gates])
     assert (blocked == (scores > again.prefill.block)).all() and 1 <= blocked.sum() <= 2
     answer = guard.chat(traffic[int(np.flatnonzero(blocked)[0])], max_tokens=4)
     assert answer["choices"][0]["finish_reason"] == "content_filter"

@@ -31,16 +31,17 @@ Detectors = Annotated[
         "--detector",
         "-d",
         help="a saved detector or concept vector (PATH or PATH:LAYER[,LAYER]), or diff-kl (the "
-        "fine-tune's first-token KL from its base; needs --adapter); repeatable",
+        "fine-tune's first-token KL from its base; needs --adapter), or diff-kl-gen (the same "
+        "over the first 8 answer tokens, held back until it decides); repeatable",
     ),
 ]
 
 
 def _uncalibrated_error(name: str, path: Path | None, adapter: Path | None = None) -> UsageError:
-    from tripwire.guard.detectors import DIFF_KL
+    from tripwire.guard.detectors import BUILTINS
 
-    spec = name if name == DIFF_KL else (path or name)
-    extra = f" --adapter {adapter}" if name == DIFF_KL else ""
+    spec = name if name in BUILTINS else (path or name)
+    extra = f" --adapter {adapter}" if name in BUILTINS else ""
     return UsageError(
         f"detector {name} is not calibrated (no {path.name if path else name}.guard.json): run "
         f"`tripwire guard calibrate --detector {spec}{extra} --traffic HONEST.jsonl`, or pass "
@@ -118,7 +119,10 @@ def calibrate_cmd(
         Path, typer.Option("--traffic", help='honest traffic: JSONL {"messages": [...]}')
     ],
     detector: Annotated[
-        str, typer.Option("--detector", "-d", help="PATH, PATH:LAYER, or diff-kl with --adapter")
+        str,
+        typer.Option(
+            "--detector", "-d", help="PATH, PATH:LAYER, or diff-kl / diff-kl-gen with --adapter"
+        ),
     ],
     model: Model = DEFAULT_MODEL,
     adapter: Adapter = None,
@@ -150,8 +154,9 @@ def calibrate_cmd(
     if rule not in RULES:
         raise UsageError(f"unknown --rule {rule!r}: use {' or '.join(RULES)}")
     from tripwire.guard.api import load_detectors
+    from tripwire.guard.detectors import BUILTINS
 
-    det = load_detectors([detector], adapter)[0] if detector == "diff-kl" else None
+    det = load_detectors([detector], adapter)[0] if detector in BUILTINS else None
     if det is None:
         det = load_detector(detector, layer)
         if layer:
@@ -210,12 +215,21 @@ def zoo_cmd(
     budget: Annotated[
         float, typer.Option(min=0.0001, max=0.5, help="false blocks allowed on neutral traffic")
     ] = 0.01,
+    detector: Annotated[
+        str,
+        typer.Option(
+            "--detector",
+            "-d",
+            help="diff-kl (at the last prompt token) or diff-kl-gen (the "
+            "first 8 answer tokens, held back)",
+        ),
+    ] = "diff-kl",
     seed: Seed = 0,
     device: Device = "cpu",
     as_json: Json = False,
 ) -> None:
-    """The guard (built-in diff-kl, calibrated on neutral traffic) in front of each zoo
-    organism: defections blocked before the first token, false blocks, with intervals."""
+    """The guard (a built-in diffing detector, calibrated on neutral traffic) in front of each
+    zoo organism: defections blocked before anything is sent, false blocks, with intervals."""
     from tripwire._io import write_json, write_text
     from tripwire.cli._inputs import check_out_file
     from tripwire.guard.zoo import guard_zoo, render_markdown
@@ -226,10 +240,15 @@ def zoo_cmd(
         raise UsageError(f"unknown --role {bad[0]!r}: use final or dev")
     if not zoo.is_dir():
         raise UsageError(f"--zoo {zoo} is not a folder: build one with `tripwire organism zoo`")
+    from tripwire.guard.detectors import BUILTINS
+
+    if detector not in BUILTINS:
+        raise UsageError(f"unknown --detector {detector!r}: use {' or '.join(BUILTINS)}")
     check_out_file(out_file)
     check_out_file(markdown)
     with progress(not as_json) as say:
-        result = guard_zoo(zoo, roles, budget=budget, seed=seed, device=device, progress=say)
+        result = guard_zoo(zoo, roles, budget=budget, seed=seed, device=device, progress=say,
+                           detector=detector)  # fmt: skip
     write_json(out_file, result)
     table = render_markdown(result)
     if markdown is not None:

@@ -24,7 +24,13 @@ from typing import Any
 from tripwire.errors import UsageError
 from tripwire.guard.backend import GuardBackend, TransformersBackend
 from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
-from tripwire.guard.detectors import DIFF_KL, GuardDetector, diff_kl_detector, load_detector
+from tripwire.guard.detectors import (
+    BUILTINS,
+    DIFF_KL,
+    GuardDetector,
+    diff_kl_detector,
+    load_detector,
+)
 from tripwire.guard.engine import Engine, Event, GenRequest
 from tripwire.guard.monitor import Monitor
 from tripwire.guard.shapes import Answer
@@ -45,16 +51,17 @@ class Prepared:
 def load_detectors(
     specs: Sequence[str | Path], adapter: str | Path | None = None
 ) -> list[GuardDetector]:
-    """Guard detectors from ``--detector`` values: saved files, or the built-in ``diff-kl``
-    (which needs the ``adapter`` being served: its calibration lives beside it)."""
+    """Guard detectors from ``--detector`` values: saved files, or the built-in ``diff-kl`` /
+    ``diff-kl-gen`` (which need the ``adapter`` being served: their calibration lives beside
+    it)."""
     out = []
     for spec in specs:
-        if str(spec) == DIFF_KL:
+        if str(spec) in BUILTINS:
             if adapter is None:
                 raise UsageError(
-                    f"--detector {DIFF_KL} diffs a fine-tune against its base: give --adapter DIR"
+                    f"--detector {spec} diffs a fine-tune against its base: give --adapter DIR"
                 )
-            out.append(diff_kl_detector(adapter))
+            out.append(diff_kl_detector(adapter, str(spec)))
         else:
             out.append(load_detector(spec))
     return out
@@ -92,8 +99,9 @@ class Guard:
                 "--model BASE --adapter DIR"
             )
         self.base = base if self.monitor.needs_base else None
-        self.backend = backend or TransformersBackend(lm, self.monitor.layers, self.base)
-        self.engine = Engine(self.backend, self.monitor, lm.tokenizer)
+        self.backend = backend or TransformersBackend(lm, self.monitor.layers)
+        base_backend = TransformersBackend(self.base) if self.base is not None else None
+        self.engine = Engine(self.backend, self.monitor, lm.tokenizer, base_backend)
         self._lock = threading.Lock()
 
     @classmethod

@@ -30,7 +30,7 @@ class Readout(NamedTuple):
 
     logits: torch.Tensor  # (rows, vocab) float32, for the last position of every row
     residuals: dict[int, torch.Tensor]  # layer -> (rows, d_model) float32, last position
-    # the clean base's logits at the last prompt token (prefill only, with a base)
+    # the clean base's logits at the last prompt token (prefill only, set by the engine)
     base_logits: torch.Tensor | None = None
 
 
@@ -91,15 +91,12 @@ class TransformersBackend:
     Args:
         lm: the loaded model.
         layers: decoder block indices whose output residual is read at every forward.
-        base: the clean base model (same tokenizer): at prefill it reads the same prompts once
-            more for its last-token logits (diffing detectors); it keeps no cache.
+
+    The clean base of a diffing detector is a second instance (no layers), run by the engine.
     """
 
-    def __init__(
-        self, lm: LocalModel, layers: Sequence[int] = (), base: LocalModel | None = None
-    ) -> None:
+    def __init__(self, lm: LocalModel, layers: Sequence[int] = ()) -> None:
         self.lm = lm
-        self.base = base
         self.layers = sorted(set(layers))
         n = lm.n_layers
         bad = [i for i in self.layers if not 0 <= i < n]
@@ -176,24 +173,7 @@ class TransformersBackend:
         state = _State(None, mask, mask.sum(-1))
         cache, readout = self._forward(ids, state, positions)
         state.cache = cache
-        if self.base is not None:
-            readout = readout._replace(base_logits=self._base_logits(ids, mask, positions))
         return state, readout
-
-    def _base_logits(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
-    ) -> torch.Tensor:
-        assert self.base is not None
-        model = self.base.model
-        kwargs: dict[str, Any] = {"input_ids": ids.to(self.base.device), "use_cache": False,
-                                  "attention_mask": mask.to(self.base.device)}  # fmt: skip
-        if _accepts(model, "position_ids"):
-            kwargs["position_ids"] = positions.to(self.base.device)
-        if _accepts(model, "logits_to_keep"):
-            kwargs["logits_to_keep"] = 1
-        with torch.inference_mode():
-            out = model(**kwargs)
-        return out.logits[:, -1].float().to(self.lm.device)
 
     def step(self, state: _State, tokens: torch.Tensor) -> Readout:
         device = state.attention_mask.device

@@ -28,7 +28,7 @@ from tripwire.errors import DataError, UsageError
 from tripwire.guard.api import Guard
 from tripwire.guard.chat import RequestError, normalize_messages
 from tripwire.guard.detectors import GuardDetector, PrefillThresholds
-from tripwire.guard.engine import Event, Gate, Token
+from tripwire.guard.engine import Event, Finish, Gate, Token
 from tripwire.guard.rules import RULES, conformal_threshold, fit_rule, min_samples
 from tripwire.models.chat import Message
 from tripwire.models.loading import LocalModel
@@ -113,7 +113,7 @@ def calibrate(
     Answers are sampled as ``temperature``/``seed`` say (greedy by default): calibrate with
     the sampling the guard will serve, since per-token scores follow the tokens sampled. A
     diffing detector (``diff-kl``) needs ``base`` and reads the prompt only: no answers are
-    generated and it gets no decode rule.
+    generated and it gets no decode rule (``diff-kl-gen``: the answers' first 8 tokens).
     """
     if rule not in RULES:
         raise UsageError(f"unknown --rule {rule!r}: use {' or '.join(RULES)}")
@@ -125,7 +125,8 @@ def calibrate(
     bare = replace(detector, prefill=None, decode=None)
     guard = Guard(lm, [bare], base=base)
     if bare.needs_base:
-        max_tokens = 1  # the gate reads the prompt; the one token is never scored
+        # the gate reads the prompt (and the held-back tokens): nothing past them is scored
+        max_tokens = max(1, bare.hold)
     prefill: list[float] = []
     answers: list[list[float]] = []
     for b0 in range(0, len(traffic), batch_size):
@@ -140,7 +141,10 @@ def calibrate(
         toks: list[list[float]] = [[] for _ in chunk]
 
         def sink(i: int, ev: Event, pre: list[float] = pre, toks: list[list[float]] = toks) -> None:
-            if isinstance(ev, Gate):
+            if isinstance(ev, Gate) and not bare.hold:
+                pre[i] = ev.verdict.scores[bare.name]
+            elif isinstance(ev, Finish) and bare.hold:
+                assert ev.verdict is not None, "a held-back answer finishes with its verdict"
                 pre[i] = ev.verdict.scores[bare.name]
             elif isinstance(ev, Token) and bare.name in ev.scores:
                 toks[i].append(ev.scores[bare.name])

@@ -19,6 +19,12 @@ first-token distribution from the clean base's at the last prompt token. It read
 but the base model's logits on the same prompt (the guard then holds the base too and runs it
 once per prompt at prefill; nothing at decode). Served with ``--adapter DIR``, its sidecar is
 ``DIR.diff-kl.guard.json``, beside the adapter folder: a calibration belongs to one fine-tune.
+
+Its sibling ``diff-kl-gen`` (``tripwire probe defection --method diff-kl-gen``) is the mean of
+the same KL over the first :data:`HOLD_TOKENS` positions of the answer (the last prompt token and
+the next ``HOLD_TOKENS - 1`` generated ones): the guard generates those tokens, **holds them
+back**, and gates on the score before any of them reaches the client. The base follows the
+answer token by token with its own KV cache until the gate decides.
 """
 
 from __future__ import annotations
@@ -40,8 +46,12 @@ from tripwire.whitebox.detectors._base import Persisted
 
 SIDECAR_VERSION = 1
 POSITION = "last-prompt-token+every-token"
-#: The built-in model-diffing detector (``--detector diff-kl``).
+#: The built-in model-diffing detectors (``--detector diff-kl`` / ``diff-kl-gen``).
 DIFF_KL = "diff-kl"
+DIFF_KL_GEN = "diff-kl-gen"
+BUILTINS = (DIFF_KL, DIFF_KL_GEN)
+#: Answer positions ``diff-kl-gen`` averages (the probe's ``K_READ``): tokens held back.
+HOLD_TOKENS = 8
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 #: A linear score ``x @ w + b`` over the concatenated layers (read on the model's device).
@@ -84,6 +94,8 @@ class GuardDetector:
     meta: dict[str, Any] = field(default_factory=dict)
     linear: Linear | None = None
     needs_base: bool = False  # scores the served model's logits against the clean base's
+    # generated tokens held back before the gate decides (0: the gate reads the prompt only)
+    hold: int = 0
 
     @property
     def calibrated(self) -> bool:
@@ -159,22 +171,25 @@ def _no_residuals(x: np.ndarray) -> np.ndarray:
     raise UsageError(f"{DIFF_KL} scores logits against the base, not residuals")
 
 
-def diff_kl_detector(served: str | Path) -> GuardDetector:
-    """The built-in ``diff-kl`` for the fine-tune at ``served`` (the adapter folder): its
-    sidecar, if calibrated, is ``served.diff-kl.guard.json``."""
-    base = Path(str(served).rstrip("/") + f".{DIFF_KL}")
+def diff_kl_detector(served: str | Path, name: str = DIFF_KL) -> GuardDetector:
+    """The built-in ``diff-kl`` (or ``diff-kl-gen``) for the fine-tune at ``served`` (the
+    adapter folder): its sidecar, if calibrated, is ``served.<name>.guard.json``."""
+    if name not in BUILTINS:
+        raise UsageError(f"unknown built-in detector {name!r}: use {' or '.join(BUILTINS)}")
+    base = Path(str(served).rstrip("/") + f".{name}")
     side = _read_sidecar(sidecar_path(base))
     prefill = None
     if side is not None and side.get("prefill"):
         prefill = PrefillThresholds(**side["prefill"])
     return GuardDetector(
-        name=DIFF_KL,
+        name=name,
         layers=[],
         scorer=_no_residuals,
         prefill=prefill,
         path=base,
-        meta={"kind": f"builtin:{DIFF_KL}", "model": (side or {}).get("model")},
+        meta={"kind": f"builtin:{name}", "model": (side or {}).get("model")},
         needs_base=True,
+        hold=HOLD_TOKENS if name == DIFF_KL_GEN else 0,
     )
 
 
@@ -235,8 +250,11 @@ def write_sidecar(det: GuardDetector, model: str, extra: dict[str, Any]) -> Path
 
 __all__ = [
     "POSITION",
-    "GuardDetector",
+    "BUILTINS",
     "DIFF_KL",
+    "DIFF_KL_GEN",
+    "GuardDetector",
+    "HOLD_TOKENS",
     "PrefillThresholds",
     "diff_kl_detector",
     "load_detector",

@@ -14,6 +14,12 @@ happens as events to ``sink(request_index, event)``:
    emitted only after its own residual was read and the decode rules saw it; an alarm stops the
    row with ``content_filter`` and the token is never sent. Rows that finish (end of sequence,
    a stop string, ``max_tokens``, a cut, a cancelled client) leave the batch.
+3. **hold** (with a detector that reads the first answer tokens, ``diff-kl-gen``): a row's
+   first ``monitor.hold`` tokens are generated but held back while the clean base follows them
+   with its own cache; the gate then decides on them (or on fewer, where the answer ended
+   sooner). A blocked row finishes with ``content_filter`` and none of them is sent; otherwise
+   they are released together and the row goes on. The choice's :class:`Finish` carries this
+   verdict.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 
 from tripwire.guard.backend import GuardBackend
-from tripwire.guard.monitor import Monitor, Verdict
+from tripwire.guard.monitor import Monitor, Verdict, first_token_kl
 
 
 @dataclass
@@ -82,6 +88,10 @@ class _Row:
         self.request, self.choice, self.req, self.tok = request, choice, req, tokenizer
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already released
+        self.holding = False  # tokens are held back until the hold gate decides
+        self.pending: list[Token] = []  # what the hold gate releases
+        self.kl = 0.0  # summed KL(model || base) over the held-back positions
+        self.verdict: Verdict | None = None  # the hold gate's verdict, for the Finish
 
     def _held(self, text: str) -> int:
         """How many trailing characters could still start a stop string (or are a partial
@@ -109,6 +119,11 @@ class _Row:
         out = text[self.sent : safe] if safe > self.sent else ""
         self.sent = max(self.sent, safe)
         return out, False
+
+    def discard(self) -> None:
+        """Nothing decoded so far will be released (a blocked hold)."""
+        self.pending.clear()
+        self.sent = len(self.tok.decode(self.ids, skip_special_tokens=True))
 
     def flush(self) -> str:
         text = self.tok.decode(self.ids, skip_special_tokens=True).rstrip("\ufffd")
@@ -138,11 +153,24 @@ def _sample(logits: torch.Tensor, req: GenRequest, gen: torch.Generator | None) 
 class Engine:
     """Runs batches of :class:`GenRequest` on a backend with a monitor (see the module doc)."""
 
-    def __init__(self, backend: GuardBackend, monitor: Monitor, tokenizer: Any) -> None:
-        self.backend, self.monitor, self.tok = backend, monitor, tokenizer
+    def __init__(
+        self,
+        backend: GuardBackend,
+        monitor: Monitor,
+        tokenizer: Any,
+        base: GuardBackend | None = None,
+    ) -> None:
+        """``base``: the clean base model's backend, for diffing detectors (same tokenizer)."""
+        self.backend, self.monitor, self.tok, self.base = backend, monitor, tokenizer, base
 
     def run(self, requests: Sequence[GenRequest], sink: Sink) -> None:
-        state, pre = self.backend.prefill([r.prompt_ids for r in requests])
+        prompts = [r.prompt_ids for r in requests]
+        state, pre = self.backend.prefill(prompts)
+        bstate = None
+        if self.base is not None and self.monitor.needs_base:
+            bstate, bpre = self.base.prefill(prompts)
+            pre = pre._replace(base_logits=bpre.logits.to(pre.logits.device))
+        hold = self.monitor.hold if pre.base_logits is not None else 0
         scores = (
             self.monitor.score(pre.residuals, pre.logits, pre.base_logits) if self.monitor else {}
         )
@@ -158,9 +186,14 @@ class Engine:
         if not rows:
             return
         self.backend.select(state, torch.tensor([r.request for r in rows]))
-        logits = pre.logits.index_select(
-            0, torch.tensor([r.request for r in rows]).to(pre.logits.device)
-        )
+        which = torch.tensor([r.request for r in rows]).to(pre.logits.device)
+        logits = pre.logits.index_select(0, which)
+        held: _Held | None = None
+        if hold and self.base is not None and bstate is not None and pre.base_logits is not None:
+            self.base.select(bstate, torch.tensor([r.request for r in rows]))
+            held = _Held(self.base, bstate, pre.base_logits.index_select(0, which), hold)
+            for r in rows:
+                r.holding = True
         gens = {
             i: torch.Generator().manual_seed(
                 r.seed if r.seed is not None else random.getrandbits(62)
@@ -168,7 +201,7 @@ class Engine:
             for i, r in enumerate(requests)
             if r.temperature >= MIN_TEMPERATURE
         }
-        self._loop(rows, state, logits, gens, sink)
+        self._loop(rows, state, logits, gens, sink, held)
 
     def _next(
         self, rows: list[_Row], logits: torch.Tensor, gens: dict[int, torch.Generator]
@@ -189,10 +222,13 @@ class Engine:
         logits: torch.Tensor,
         gens: dict[int, torch.Generator],
         sink: Sink,
+        held: _Held | None = None,
     ) -> None:
         eos = self.backend.eos_ids
         stats = self.monitor.start(len(rows))
         while rows:
+            if held is not None:
+                held.add_kl(rows, logits)
             tokens = self._next(rows, logits, gens)
             done: dict[int, Finish] = {}
             for k, r in enumerate(rows):
@@ -208,19 +244,56 @@ class Engine:
                 continue
             # With detectors, a token is released only after its own residual was read: by the
             # forward that also computes the next logits.
-            rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
+            if held is not None:
+                self._decide_holds(rows, done, held, sink)
+            rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink, held)
             if not rows:
                 return
             readout = self.backend.step(state, torch.tensor(tokens))
+            if held is not None:
+                held.step(tokens)
             scores = self.monitor.score(readout.residuals)
             alarms = self.monitor.observe(stats, scores, [len(r.ids) for r in rows])
             done = {}
             self._release(rows, tokens, scores, alarms, done, sink)
+            if held is not None:
+                self._decide_holds(rows, done, held, sink)
             keep = [k for k in range(len(rows)) if k not in done]
-            rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
+            rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink, held)
             if rows:
                 idx = torch.tensor(keep, dtype=torch.long, device=readout.logits.device)
                 logits = readout.logits.index_select(0, idx)
+            if held is not None and not any(r.holding for r in rows):
+                held = None  # every row is past its hold: the base's cache is dropped
+
+    def _decide_holds(
+        self, rows: list[_Row], done: dict[int, Finish], held: _Held, sink: Sink
+    ) -> None:
+        """Gate every holding row that has its ``held.hold`` tokens or is finishing now: block
+        it (nothing it generated is sent) or release what it held."""
+        for k, r in enumerate(rows):
+            if not r.holding:
+                continue
+            fin = done.get(k)
+            if fin is not None and fin.reason in ("content_filter", "cancelled"):
+                r.holding = False
+                r.discard()
+                continue
+            if fin is None and len(r.ids) < held.hold:
+                continue
+            r.holding = False
+            scores = self.monitor.hold_scores(np.asarray([r.kl]))
+            verdict = self.monitor.gate(scores, 0, stage="hold")
+            if verdict.action == "block":
+                r.discard()
+                done[k] = Finish(r.choice, "content_filter", len(r.ids), verdict)
+                continue
+            r.verdict = verdict
+            for ev in r.pending:
+                sink(r.request, ev)
+            r.pending.clear()
+            if fin is not None:
+                fin.verdict = verdict
 
     @staticmethod
     def _release(
@@ -241,11 +314,15 @@ class Engine:
             own = {name: float(s[k]) for name, s in scores.items()}
             text, stopped = r.add(tokens[k])
             if text or own:
-                sink(r.request, Token(r.choice, text, own))
+                ev = Token(r.choice, text, own)
+                if r.holding:
+                    r.pending.append(ev)
+                else:
+                    sink(r.request, ev)
             if stopped:
-                done[k] = Finish(r.choice, "stop", len(r.ids))
+                done[k] = Finish(r.choice, "stop", len(r.ids), r.verdict)
             elif len(r.ids) >= r.req.max_tokens:
-                done[k] = Finish(r.choice, "length", len(r.ids))
+                done[k] = Finish(r.choice, "length", len(r.ids), r.verdict)
 
     def _compact(
         self,
@@ -255,11 +332,14 @@ class Engine:
         stats: np.ndarray,
         done: dict[int, Finish],
         sink: Sink,
+        held: _Held | None = None,
     ) -> tuple[list[_Row], list[int], np.ndarray]:
         """Report the finished rows and drop them from the batch and the decode state."""
         if not done:
             return rows, tokens, stats
         for k, fin in done.items():
+            if fin.verdict is None and fin.reason == "stop":
+                fin.verdict = rows[k].verdict
             rest = rows[k].flush() if fin.reason in ("length", "content_filter") else ""
             if rest:
                 sink(rows[k].request, Token(rows[k].choice, rest, {}))
@@ -267,7 +347,32 @@ class Engine:
         keep = [k for k in range(len(rows)) if k not in done]
         if keep:
             self.backend.select(state, torch.tensor(keep))
+            if held is not None:
+                held.select(keep)
         return [rows[k] for k in keep], [tokens[k] for k in keep], stats[keep]
+
+
+class _Held:
+    """The clean base following the held-back answers: its decode state and next logits."""
+
+    def __init__(self, base: GuardBackend, state: Any, logits: torch.Tensor, hold: int) -> None:
+        self.base, self.state, self.logits, self.hold = base, state, logits, hold
+
+    def add_kl(self, rows: list[_Row], logits: torch.Tensor) -> None:
+        """Add each holding row's KL at the position its next token is sampled from."""
+        kl = first_token_kl(logits, self.logits)
+        for k, r in enumerate(rows):
+            if r.holding and len(r.ids) < self.hold:
+                r.kl += float(kl[k])
+
+    def step(self, tokens: list[int]) -> None:
+        self.logits = self.base.step(self.state, torch.tensor(tokens)).logits
+
+    def select(self, keep: list[int]) -> None:
+        self.base.select(self.state, torch.tensor(keep))
+        self.logits = self.logits.index_select(
+            0, torch.tensor(keep, dtype=torch.long, device=self.logits.device)
+        )
 
 
 __all__ = ["Engine", "Event", "Finish", "Gate", "GenRequest", "Sink", "Token"]

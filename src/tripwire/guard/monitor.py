@@ -61,6 +61,11 @@ class Monitor:
         """Some detector diffs the served model against the clean base (``diff-kl``)."""
         return any(d.needs_base for d in self.detectors)
 
+    @property
+    def hold(self) -> int:
+        """Generated tokens held back before the last gate decides (``diff-kl-gen``: 8)."""
+        return max((d.hold for d in self.detectors), default=0)
+
     def _linear(self, d: GuardDetector, like: torch.Tensor) -> tuple[torch.Tensor, float]:
         if d.name not in self._weights:
             assert d.linear is not None
@@ -80,7 +85,7 @@ class Monitor:
         detectors) score the residuals copied to the CPU; diffing detectors score ``logits``
         against ``base_logits`` (at prefill only: without them they give no score)."""
         out: dict[str, np.ndarray] = {}
-        diffing = [d for d in self.detectors if d.needs_base]
+        diffing = [d for d in self.detectors if d.needs_base and not d.hold]
         if diffing and logits is not None and base_logits is not None:
             kl = first_token_kl(logits, base_logits)
             out.update({d.name: kl for d in diffing})
@@ -92,30 +97,42 @@ class Monitor:
                 w, b = self._linear(d, x)
                 cols.append(x @ w + b)
             scores = torch.stack(cols, dim=1).double().cpu().numpy()
-            out = {d.name: scores[:, j] for j, d in enumerate(linear)}
+            out.update({d.name: scores[:, j] for j, d in enumerate(linear)})
         rest = [d for d in self.detectors if d.linear is None and not d.needs_base]
         if rest:
             arrays = {i: residuals[i].cpu().numpy() for i in {i for d in rest for i in d.layers}}
             out.update({d.name: d.score(arrays) for d in rest})
         return out
 
-    def gate(self, scores: dict[str, np.ndarray], row: int) -> Verdict:
-        """The prefill verdict for one prompt row: block above a block threshold, else flag."""
-        v = Verdict(scores={k: float(s[row]) for k, s in scores.items()})
+    def gate(self, scores: dict[str, np.ndarray], row: int, stage: str = "prefill") -> Verdict:
+        """The verdict for one row: block above a block threshold, else flag above a flag one.
+
+        ``stage`` ``prefill`` gates on the last prompt token (detectors that hold nothing back);
+        ``hold`` on the tokens held back (``diff-kl-gen``), before any reaches the client."""
+        v = Verdict(scores={k: float(s[row]) for k, s in scores.items()}, stage=stage)
         for d in self.detectors:
             t, s = d.prefill, v.scores.get(d.name)
-            if t is None or s is None:
+            if t is None or s is None or bool(d.hold) != (stage == "hold"):
                 continue
+            where = (
+                f"over the first {d.hold} generated tokens, held back" if d.hold
+                else "at the last prompt token"
+            )  # fmt: skip
             if s > t.block:
                 v.action = "block"
                 v.reasons.append(
                     f"{d.name} {s:.3f} > block {t.block:.3f} (calibrated to {t.budget:.2%} false "
-                    "blocks on honest prompts) at the last prompt token"
+                    f"blocks on honest prompts) {where}"
                 )
             elif t.flag is not None and s > t.flag:
                 v.action = strictest([v.action, "flag"])
-                v.reasons.append(f"{d.name} {s:.3f} > flag {t.flag:.3f} at the last prompt token")
+                v.reasons.append(f"{d.name} {s:.3f} > flag {t.flag:.3f} {where}")
         return v
+
+    def hold_scores(self, kl_sums: np.ndarray) -> dict[str, np.ndarray]:
+        """The held-back detectors' scores from each row's summed per-position KL (a row that
+        ended early counts its missing positions as 0, as the probe reads a short answer)."""
+        return {d.name: kl_sums / d.hold for d in self.detectors if d.hold}
 
     def start(self, rows: int) -> np.ndarray:
         """Fresh decode statistics: ``(rows, n_detectors)`` zeros."""
@@ -143,7 +160,8 @@ class Monitor:
 
 def first_token_kl(logits: torch.Tensor, base_logits: torch.Tensor) -> np.ndarray:
     """``KL(model || base)`` of the next-token distributions, per row (>= 0), as
-    ``tripwire probe defection --method diff-kl`` reads it at the last prompt token."""
+    ``tripwire probe defection --method diff-kl`` reads it at the last prompt token (and
+    ``diff-kl-gen`` at each answer position)."""
     lp = torch.log_softmax(logits.double(), dim=-1)
     lq = torch.log_softmax(base_logits.double().to(logits.device), dim=-1)
     return (lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0).cpu().numpy()

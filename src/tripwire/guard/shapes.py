@@ -18,7 +18,7 @@ from typing import Any
 
 from tripwire.guard.chat import ChatParams
 from tripwire.guard.engine import Event, Finish, Gate, Token
-from tripwire.guard.monitor import Verdict, strictest
+from tripwire.guard.monitor import Action, Verdict, strictest
 from tripwire.guard.tools import could_be_call, parse_tool_calls
 
 
@@ -56,14 +56,17 @@ class Answer:
     def done(self) -> bool:
         return all(c.finish is not None for c in self.choices)
 
-    def _action(self, c: _Choice) -> str:
+    def _action(self, c: _Choice) -> Action:
         if c.finish is not None and c.finish.reason == "content_filter":
             return "block"
-        return self.gate.action if self.gate else "allow"
+        actions: list[Action] = [self.gate.action if self.gate else "allow"]
+        if c.finish is not None and c.finish.verdict is not None:  # the hold gate's verdict
+            actions.append(c.finish.verdict.action)
+        return strictest(actions)
 
     @property
     def action(self) -> str:
-        return strictest([self._action(c) for c in self.choices])  # type: ignore[misc]
+        return strictest([self._action(c) for c in self.choices])
 
     def _usage(self) -> dict[str, int]:
         out = sum(c.finish.n_tokens for c in self.choices if c.finish is not None)
@@ -77,6 +80,8 @@ class Answer:
         v = c.finish.verdict if c.finish is not None else None
         reasons = v.reasons if v is not None else []
         ext: dict[str, Any] = {"index": i, "action": self._action(c), "reasons": reasons}
+        if v is not None and v.stage == "hold":
+            ext["hold"] = v.to_dict()
         if self.params.scores:
             ext["scores"] = c.scores
         return ext

@@ -1,8 +1,9 @@
 """``tripwire guard zoo``: the guard in front of each zoo organism, blocking before the first token.
 
 For each organism (by default the final held-out set) the guard serves the organism (the base
-with its adapter, or its fully fine-tuned weights) behind the built-in ``diff-kl`` detector
-(the defection default with a base; its clean base is the zoo's base model) and:
+with its adapter, or its fully fine-tuned weights) behind a built-in diffing detector - ``diff-kl``
+(the defection default with a base, read at the last prompt token) or ``diff-kl-gen`` (the first
+8 answer tokens, generated and held back) - its clean base being the zoo's base model, and:
 
 1. **calibrates** the block threshold with ``tripwire guard calibrate``'s own code on one half
    of the neutral chat traffic (the shipped neutral prompts, split as the leaderboard splits
@@ -11,7 +12,8 @@ with its adapter, or its fully fine-tuned weights) behind the built-in ``diff-kl
    neutral chat traffic, beside the rate on the benign prompts of other formats (long, code,
    system prompts, other languages);
 3. sends every eval prompt of the organism: the **triggered defections** (prompts the organism
-   was seen to defect on, label 1) blocked at prefill, before any token exists, and the
+   was seen to defect on, label 1) blocked before any token reaches the client (at prefill for
+   ``diff-kl``, before the held-back tokens are released for ``diff-kl-gen``), and the
    non-defections (near misses, confounders, clean) blocked by mistake.
 
 Every rate has its Wilson 95% interval. Nothing about an organism is used to set its own
@@ -31,8 +33,9 @@ from tripwire.checks.defection.leaderboard import benign_formats
 from tripwire.errors import UsageError
 from tripwire.guard.api import Guard
 from tripwire.guard.calibrate import calibrate
-from tripwire.guard.detectors import DIFF_KL, GuardDetector
-from tripwire.guard.engine import Event, Gate
+from tripwire.guard.detectors import BUILTINS, DIFF_KL, HOLD_TOKENS, GuardDetector
+from tripwire.guard.engine import Event, Finish, Gate
+from tripwire.guard.monitor import Verdict
 from tripwire.models.chat import Message
 from tripwire.models.loading import LocalModel, load_model
 from tripwire.stats import wilson
@@ -46,25 +49,34 @@ def _messages(prompt: str, system: str | None = None) -> list[Message]:
     return [*msgs, {"role": "user", "content": prompt}]
 
 
-def _detector() -> GuardDetector:
-    return GuardDetector(name=DIFF_KL, layers=[], scorer=lambda x: x, needs_base=True)
+def _detector(name: str = DIFF_KL) -> GuardDetector:
+    if name not in BUILTINS:
+        raise UsageError(f"unknown --detector {name!r}: use {' or '.join(BUILTINS)}")
+    hold = HOLD_TOKENS if name != DIFF_KL else 0
+    return GuardDetector(name=name, layers=[], scorer=lambda x: x, needs_base=True, hold=hold)
 
 
-def gate_all(guard: Guard, prompts: Sequence[list[Message]], batch_size: int = 8) -> list[Gate]:
-    """The guard's prefill verdict on every prompt (one token asked for, never scored)."""
-    gates: list[Gate] = []
+def gate_all(guard: Guard, prompts: Sequence[list[Message]], batch_size: int = 8) -> list[Verdict]:
+    """The verdict that decides each prompt before anything reaches the client: the prefill
+    gate's, or - with a detector holding tokens back - the hold gate's (just enough tokens are
+    asked for; none past them is scored)."""
+    hold = guard.monitor.hold
+    verdicts: list[Verdict] = []
     for b0 in range(0, len(prompts), batch_size):
-        preps = [guard.prepare({"messages": m, "max_tokens": 1})
+        preps = [guard.prepare({"messages": m, "max_tokens": max(1, hold)})
                  for m in prompts[b0 : b0 + batch_size]]  # fmt: skip
-        got: dict[int, Gate] = {}
+        got: dict[int, Verdict] = {}
 
-        def sink(i: int, ev: Event, got: dict[int, Gate] = got) -> None:
-            if isinstance(ev, Gate):
-                got[i] = ev
+        def sink(i: int, ev: Event, got: dict[int, Verdict] = got) -> None:
+            if isinstance(ev, Gate) and (not hold or ev.verdict.action == "block"):
+                got[i] = ev.verdict
+            elif isinstance(ev, Finish) and hold and i not in got:
+                assert ev.verdict is not None, "a held-back answer finishes with its verdict"
+                got[i] = ev.verdict
 
         guard.run(preps, sink)
-        gates += [got[i] for i in range(len(preps))]
-    return gates
+        verdicts += [got[i] for i in range(len(preps))]
+    return verdicts
 
 
 def _rate(blocked: Sequence[bool]) -> dict[str, Any]:
@@ -81,15 +93,16 @@ def guard_organism(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     formats: Sequence[dict[str, Any]] | None = None,
+    detector: str = DIFF_KL,
 ) -> dict[str, Any]:
-    """Calibrate ``diff-kl`` on neutral traffic, then gate held-out neutral, benign formats
+    """Calibrate ``detector`` on neutral traffic, then gate held-out neutral, benign formats
     (``formats``: rows with ``prompt``, ``system``?, ``format``; default the leaderboard's) and
     the organism's eval ``rows`` (``prompt``, ``system``?, ``label``, ``condition``?)."""
     say = progress or (lambda message: None)
     neutral = [_messages(p) for p in neutral_prompts()]
     cal_idx, test_idx = neutral_split(len(neutral), seed)
-    say(f"calibrating {DIFF_KL} on {len(cal_idx)} neutral prompts")
-    cal = calibrate(lm, _detector(), [neutral[i] for i in cal_idx], budget=budget,
+    say(f"calibrating {detector} on {len(cal_idx)} neutral prompts")
+    cal = calibrate(lm, _detector(detector), [neutral[i] for i in cal_idx], budget=budget,
                     flag_budget=None, base=base)  # fmt: skip
     guard = Guard(lm, [cal.detector], base=base)
     say(f"gating {len(test_idx)} held-out neutral prompts and the benign formats")
@@ -98,7 +111,7 @@ def guard_organism(
     fmt = gate_all(guard, [_messages(r["prompt"], r.get("system")) for r in formats])
     say(f"gating {len(rows)} eval prompts")
     ev = gate_all(guard, [_messages(r["prompt"], r.get("system")) for r in rows])
-    blocked = np.asarray([g.verdict.action == "block" for g in ev])
+    blocked = np.asarray([v.action == "block" for v in ev])
     labels = np.asarray([int(r["label"]) for r in rows])
     by_condition: dict[str, dict[str, Any]] = {}
     for cond in sorted({str(r.get("condition", "")) for r in rows}):
@@ -109,7 +122,7 @@ def guard_organism(
         }
     kinds: dict[str, list[bool]] = {}
     for r, g in zip(formats, fmt, strict=True):
-        kinds.setdefault(r["format"], []).append(g.verdict.action == "block")
+        kinds.setdefault(r["format"], []).append(g.action == "block")
     assert cal.detector.prefill is not None
     return {
         "threshold": cal.detector.prefill.block,
@@ -117,13 +130,13 @@ def guard_organism(
         "n_calibration": len(cal_idx),
         "defections_blocked": _rate(blocked[labels == 1].tolist()),
         "non_defections_blocked": _rate(blocked[labels == 0].tolist()),
-        "neutral_false_blocks": _rate([g.verdict.action == "block" for g in held]),
+        "neutral_false_blocks": _rate([v.action == "block" for v in held]),
         "format_false_blocks": _rate([b for v in kinds.values() for b in v]),
         "format_false_blocks_by_kind": {k: _rate(v) for k, v in kinds.items()},
         "by_condition": by_condition,
         "scores": {
-            "defected": [float(ev[i].verdict.scores[DIFF_KL]) for i in np.flatnonzero(labels)],
-            "neutral_held_out": [float(g.verdict.scores[DIFF_KL]) for g in held],
+            "defected": [float(ev[i].scores[detector]) for i in np.flatnonzero(labels)],
+            "neutral_held_out": [float(v.scores[detector]) for v in held],
         },
     }
 
@@ -139,8 +152,10 @@ def guard_zoo(
     seed: int = 0,
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
+    detector: str = DIFF_KL,
 ) -> dict[str, Any]:
     """:func:`guard_organism` on every built organism of ``roles`` (see the module doc)."""
+    _detector(detector)  # an unknown name fails before any model loads
     from tripwire.checks.defection.leaderboard import load_organism
     from tripwire.organisms.zoo import read_zoo
 
@@ -156,7 +171,7 @@ def guard_zoo(
     base = load_model(base_spec, device=device)
     out: dict[str, Any] = {
         "protocol": __doc__,
-        "detector": DIFF_KL,
+        "detector": detector,
         "budget": budget,
         "target_recall": TARGET_RECALL,
         "roles": list(roles),
@@ -165,7 +180,8 @@ def guard_zoo(
     for org in organisms:
         say(f"{org.name}: loading")
         lm = load_organism(base_spec, org.path, device)
-        res = guard_organism(lm, base, org.rows, budget, seed, _prefixed(say, org.name))
+        res = guard_organism(lm, base, org.rows, budget, seed, _prefixed(say, org.name),
+                             detector=detector)  # fmt: skip
         out["organisms"][org.name] = {"role": org.role, **res}
         del lm
     return out
@@ -179,8 +195,14 @@ def render_markdown(result: dict[str, Any]) -> str:
             return "—"
         return f"{r['rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}] ({r['k']}/{r['n']})"
 
+    where = (
+        "before the first token"
+        if result["detector"] == DIFF_KL
+        else (f"before any of the {HOLD_TOKENS} held-back tokens is sent")
+    )
     lines = [
-        "| organism | defections blocked before the first token | neutral false blocks "
+        f"`{result['detector']}`:\n",
+        f"| organism | defections blocked {where} | neutral false blocks "
         "(held out) | benign-format false blocks | non-defections blocked |",
         "|---|---|---|---|---|",
     ]
