@@ -116,9 +116,9 @@ def final_answer(state: TaskState) -> str:
 
 def content_stops(events: Sequence[Event]) -> dict[str, str]:
     """Message id -> how a content filter stopped it, for every model output that finished
-    with ``content_filter``: ``blocked`` (tripwire guard's prefill gate: no token generated),
-    ``cut`` (the guard's decode monitor stopped the answer) or ``filtered`` (a filter that is
-    not the guard's: its response has no ``tripwire`` field)."""
+    with ``content_filter``: ``blocked`` (tripwire guard's prefill gate, or its hold gate on the
+    held-back first tokens: nothing was sent), ``cut`` (the guard's decode monitor stopped the
+    answer) or ``filtered`` (a filter that is not the guard's: no ``tripwire`` field)."""
     stops: dict[str, str] = {}
     for e in events:
         if not isinstance(e, ModelEvent) or e.output.stop_reason != "content_filter":
@@ -129,13 +129,23 @@ def content_stops(events: Sequence[Event]) -> dict[str, str]:
         prefill = ext.get("prefill") if isinstance(ext, dict) else None
         if not isinstance(ext, dict):
             kind = "filtered"
-        elif isinstance(prefill, dict) and prefill.get("action") == "block":
+        elif (isinstance(prefill, dict) and prefill.get("action") == "block") or _hold_blocked(ext):
             kind = "blocked"
         else:
             kind = "cut"
         if msg.id is not None:
             stops[msg.id] = kind
     return stops
+
+
+def _hold_blocked(ext: dict[str, Any]) -> bool:
+    choices = ext.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict)
+        and isinstance(c.get("hold"), dict)
+        and c["hold"].get("action") == "block"
+        for c in choices
+    )
 
 
 def guarded(events: Sequence[Event]) -> bool:
