@@ -28,6 +28,8 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     stage: str = "prefill"
+    # Each calibrated detector's own action (the verdict's is the strictest), for telemetry.
+    labels: dict[str, Action] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -106,14 +108,16 @@ class Monitor:
             t, s = d.prefill, v.scores.get(d.name)
             if t is None or s is None:
                 continue
+            v.labels[d.name] = "allow"
             if s > t.block:
-                v.action = "block"
+                v.action = v.labels[d.name] = "block"
                 v.reasons.append(
                     f"{d.name} {s:.3f} > block {t.block:.3f} (calibrated to {t.budget:.2%} false "
                     "blocks on honest prompts) at the last prompt token"
                 )
             elif t.flag is not None and s > t.flag:
                 v.action = strictest([v.action, "flag"])
+                v.labels[d.name] = "flag"
                 v.reasons.append(f"{d.name} {s:.3f} > flag {t.flag:.3f} at the last prompt token")
         return v
 
@@ -137,6 +141,7 @@ class Monitor:
                     f"at generated token {token_index[r]}"
                 )
                 v.scores[d.name] = float(scores[d.name][r])
+                v.labels[d.name] = "block"
                 alarms[r] = v
         return alarms
 
