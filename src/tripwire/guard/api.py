@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tripwire.errors import UsageError
 from tripwire.guard.backend import GuardBackend, TransformersBackend
@@ -35,6 +35,9 @@ from tripwire.guard.engine import Engine, Event, GenRequest
 from tripwire.guard.monitor import Monitor
 from tripwire.guard.shapes import Answer
 from tripwire.models.loading import LocalModel, load_model
+
+if TYPE_CHECKING:
+    from tripwire.guard.telemetry import Telemetry
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -78,6 +81,8 @@ class Guard:
         backend: a :class:`~tripwire.guard.backend.GuardBackend`; default transformers.
         base: the clean base model, for diffing detectors (``diff-kl``): the served model
             is then a fine-tune of it (``lm`` loaded with the adapter).
+        telemetry: a :class:`~tripwire.guard.telemetry.Telemetry`: every answered request
+            becomes an OpenTelemetry GenAI span with the detectors' verdicts.
     """
 
     def __init__(
@@ -88,8 +93,10 @@ class Guard:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         backend: GuardBackend | None = None,
         base: LocalModel | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.lm = lm
+        self.telemetry = telemetry
         self.name = name or lm.name
         self.default_max_tokens = default_max_tokens
         self.monitor = Monitor(detectors)
@@ -171,7 +178,8 @@ class Guard:
             seed=params.seed,
             stop=params.stop,
         )
-        return Prepared(params, request, Answer(params, self.name, len(ids)))
+        record = self.telemetry.record if self.telemetry is not None else None
+        return Prepared(params, request, Answer(params, self.name, len(ids), record))
 
     def run(self, batch: Sequence[Prepared], sink: Any) -> None:
         """Run prepared requests as one batch (one caller at a time)."""
@@ -190,7 +198,11 @@ class Guard:
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """Answer an OpenAI chat completion body (non-streamed) in this thread."""
         prep = self.prepare({**body, "stream": False})
-        self.run([prep], lambda _i, ev: prep.answer.add(ev))
+        try:
+            self.run([prep], lambda _i, ev: prep.answer.add(ev))
+        except BaseException as exc:
+            prep.answer.close(type(exc).__name__)
+            raise
         return prep.answer.completion()
 
     def chat(self, messages: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
@@ -214,14 +226,17 @@ class Guard:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
+        error: str | None = "cancelled"  # closed by the caller before the answer finished
         try:
             while (item := events.get()) is not None:
                 if isinstance(item, BaseException):
+                    error = type(item).__name__
                     raise item
                 yield from prep.answer.chunks(item)
         finally:
             prep.request.cancelled.set()
             thread.join()
+            prep.answer.close(error)
 
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Guard", "Prepared", "load_detectors"]

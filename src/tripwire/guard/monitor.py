@@ -28,6 +28,8 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     stage: str = "prefill"
+    # Each calibrated detector's own action (the verdict's is the strictest), for telemetry.
+    labels: dict[str, Action] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -118,14 +120,16 @@ class Monitor:
                 f"over the first {d.hold} generated tokens, held back" if d.hold
                 else "at the last prompt token"
             )  # fmt: skip
+            v.labels[d.name] = "allow"
             if s > t.block:
-                v.action = "block"
+                v.action = v.labels[d.name] = "block"
                 v.reasons.append(
                     f"{d.name} {s:.3f} > block {t.block:.3f} (calibrated to {t.budget:.2%} false "
                     f"blocks on honest prompts) {where}"
                 )
             elif t.flag is not None and s > t.flag:
                 v.action = strictest([v.action, "flag"])
+                v.labels[d.name] = "flag"
                 v.reasons.append(f"{d.name} {s:.3f} > flag {t.flag:.3f} {where}")
         return v
 
@@ -154,6 +158,7 @@ class Monitor:
                     f"at generated token {token_index[r]}"
                 )
                 v.scores[d.name] = float(scores[d.name][r])
+                v.labels[d.name] = "block"
                 alarms[r] = v
         return alarms
 

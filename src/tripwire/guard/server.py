@@ -104,6 +104,8 @@ def create_app(
         batcher.start()
         yield
         await batcher.stop()
+        if guard.telemetry is not None:
+            guard.telemetry.shutdown()  # exports the spans still queued
 
     app = FastAPI(title="tripwire guard", lifespan=lifespan)
     app.state.batcher = batcher
@@ -162,9 +164,11 @@ def create_app(
                 async for event in _events(ticket):
                     prep.answer.add(event)
             except EngineFailure as exc:
+                prep.answer.close("EngineFailure")
                 return error_response(500, str(exc))
             finally:
                 prep.request.cancelled.set()
+                prep.answer.close("cancelled")  # a no-op once the answer finished
             body = prep.answer.completion()
             return JSONResponse(body, headers={"x-tripwire-action": body["tripwire"]["action"]})
         return await _stream(prep, ticket)
@@ -178,6 +182,7 @@ async def _stream(prep: Prepared, ticket: Ticket) -> Response:
     try:
         gate = await anext(events)
     except EngineFailure as exc:
+        prep.answer.close("EngineFailure")
         return error_response(500, str(exc))
     first = prep.answer.chunks(gate)
 
@@ -189,10 +194,12 @@ async def _stream(prep: Prepared, ticket: Ticket) -> Response:
                 for chunk in prep.answer.chunks(event):
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
         except EngineFailure as exc:
+            prep.answer.close("EngineFailure")
             error = {"error": {"message": str(exc), "type": "server_error"}}
             yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             prep.request.cancelled.set()  # a client that went away stops its rows
+            prep.answer.close("cancelled")  # a no-op once the answer finished
         yield b"data: [DONE]\n\n"
 
     action = prep.answer.gate.action if prep.answer.gate else "allow"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,23 @@ class _Choice:
 
 
 class Answer:
-    """Collects one request's events; builds the completion or its stream chunks."""
+    """Collects one request's events; builds the completion or its stream chunks.
 
-    def __init__(self, params: ChatParams, model: str, prompt_tokens: int) -> None:
+    ``on_done(answer, error)`` (telemetry) is called once: when the last choice finishes, or at
+    :meth:`close` for an answer left unfinished (a client gone, an engine failure)."""
+
+    def __init__(
+        self,
+        params: ChatParams,
+        model: str,
+        prompt_tokens: int,
+        on_done: Callable[[Answer, str | None], None] | None = None,
+    ) -> None:
         self.params, self.model, self.prompt_tokens = params, model, prompt_tokens
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
+        self.started_ns = time.time_ns()
+        self._on_done = on_done
         self.gate: Verdict | None = None
         self.choices = [_Choice() for _ in range(params.n)]
         self._names = params.tool_names
@@ -68,7 +80,24 @@ class Answer:
     def action(self) -> str:
         return strictest([self._action(c) for c in self.choices])
 
-    def _usage(self) -> dict[str, int]:
+    def close(self, error: str | None = None) -> None:
+        """Report an answer that will get no more events (``error``: why, if it failed)."""
+        if self._on_done is not None:
+            report, self._on_done = self._on_done, None
+            report(self, error)
+
+    def messages(self) -> list[tuple[dict[str, Any], str]]:
+        """Each choice's assistant message and finish reason as the client got them (a choice
+        left unfinished: its text so far, ``cancelled``)."""
+        out = []
+        for c in self.choices:
+            if c.finish is None:
+                out.append(({"role": "assistant", "content": "".join(c.text)}, "cancelled"))
+            else:
+                out.append(self._message(c))
+        return out
+
+    def usage(self) -> dict[str, int]:
         out = sum(c.finish.n_tokens for c in self.choices if c.finish is not None)
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -113,6 +142,8 @@ class Answer:
             self.choices[event.choice].add(event)
         else:
             self.choices[event.choice].finish = event
+            if self.done:
+                self.close()
 
     def completion(self) -> dict[str, Any]:
         choices = []
@@ -127,7 +158,7 @@ class Answer:
             "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": self._usage(),
+            "usage": self.usage(),
             "tripwire": self.extension(),
         }
 
@@ -185,7 +216,7 @@ class Answer:
                 out = [self._chunk([self._delta(i, {"content": held})])] if held else []
             out.append(self._chunk([self._delta(i, {}, reason)]))
         if self.done and self.params.include_usage:
-            out.append(self._chunk([], usage=self._usage()))
+            out.append(self._chunk([], usage=self.usage()))
         return out
 
 

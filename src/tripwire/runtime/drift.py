@@ -3,7 +3,10 @@ target false-alarm run length (ARL0) on a baseline period, with ruptures to loca
 
 A shift in what an agent does is a signal even when no single action is an attack: a model that
 starts calling tools it never used, writes far longer outputs, stops refusing, or drifts up in
-monitor score. Each agent's first ``baseline_n`` events are its baseline. Then, for every
+monitor score. Evaluations that came with the events (``eval:NAME``, e.g. ``tripwire guard``'s
+detector scores) are streams too, each watched like ``score``; a stream needs
+``MIN_EVAL_BASELINE`` values in the agent's baseline to be calibrated (one that appears later is
+not watched). Each agent's first ``baseline_n`` events are its baseline. Then, for every
 (feature, detector) pair, the detector's sensitivity parameter is chosen on bootstrap resamples of
 the baseline: the most sensitive setting whose estimated run length to a false alarm is at least
 ``arl0`` events. Calibration runs off the ingest path (a worker thread); events arriving meanwhile
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,9 @@ PH_GRID = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # x baseline std
 MARGIN = 1.5
 SCALE_FLOOR = 0.05
 KSWIN_GRID = (0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
+EVAL_PLAN: tuple[str, ...] = PLAN["score"]  # the detectors of each evaluation's stream
+MIN_EVAL_BASELINE = 20
+Extra = Mapping[str, float]
 
 
 def features(
@@ -190,7 +196,9 @@ class AgentDrift:
     params: dict[str, dict[str, dict[str, float]]] | None = None
     detectors: dict[tuple[str, str], Any] = field(default_factory=dict)
     pending: Future[dict[str, dict[str, dict[str, float]]]] | None = None
-    buffer: list[tuple[int, str, str | None, str | None, float]] = field(default_factory=list)
+    buffer: list[tuple[int, str, str | None, str | None, float, Extra | None]] = field(
+        default_factory=list
+    )
     n_seen: int = 0
     calibrated_from: int = 0
     alarms: int = 0
@@ -199,6 +207,22 @@ class AgentDrift:
     @property
     def calibrated(self) -> bool:
         return self.params is not None
+
+    def add_baseline(
+        self,
+        etype: str,
+        content: str | None,
+        tool: str | None,
+        score: float,
+        extra: Extra | None = None,
+    ) -> None:
+        """Add one event's values to the baseline (the fixed features and its evaluations)."""
+        feats = features(etype, content, tool, score, None)
+        for f in FEATURES:
+            self.baseline[f].append(feats[f])
+        for f, v in (extra or {}).items():
+            if f not in FEATURES:
+                self.baseline.setdefault(f, []).append(float(v))
 
     def install(
         self, params: dict[str, dict[str, dict[str, float]]], tools: set[str], from_event: int
@@ -213,14 +237,25 @@ class AgentDrift:
         }
 
     def feed(
-        self, event_id: int, etype: str, content: str | None, tool: str | None, score: float
+        self,
+        event_id: int,
+        etype: str,
+        content: str | None,
+        tool: str | None,
+        score: float,
+        extra: Extra | None = None,
     ) -> list[Alarm]:
-        """Feed one calibrated-phase event to every detector; return the alarms it raised."""
+        """Feed one calibrated-phase event to every detector of the streams it has (the fixed
+        features, and its evaluations' ``extra``); return the alarms it raised."""
         feats = features(etype, content, tool, score, frozenset(self.baseline_tools))
+        if extra:
+            feats = {**extra, **feats}
         self.n_seen += 1
         out = []
         for (f, k), det in self.detectors.items():
             if k == "KSWIN" and self.n_seen % self.kswin_stride:
+                continue
+            if f not in feats:
                 continue
             det.update(feats[f])
             if det.drift_detected:
@@ -236,9 +271,13 @@ def _calibrate_all(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Calibrate every detector of :data:`PLAN`. The target ``arl0`` is for the agent as a whole:
     with ``m`` detectors each gets ``m * arl0`` (a union bound on their false alarms)."""
-    m = sum(len(k) for k in PLAN.values())
+    plan = dict(PLAN)
+    plan.update(
+        {f: EVAL_PLAN for f, v in baseline.items() if f not in PLAN and len(v) >= MIN_EVAL_BASELINE}
+    )
+    m = sum(len(k) for k in plan.values())
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for f, kinds in PLAN.items():
+    for f, kinds in plan.items():
         out[f] = {}
         for k in kinds:
             s = stride if k == "KSWIN" else 1
@@ -279,15 +318,15 @@ class DriftWatch:
         content: str | None,
         tool: str | None,
         score: float,
+        extra: Extra | None = None,
     ) -> list[Alarm]:
-        """Feed one committed event; return alarms (empty during baseline and calibration)."""
+        """Feed one committed event (``extra``: its evaluations' scores by stream name);
+        return alarms (empty during baseline and calibration)."""
         a = self.agent(agent)
         if a.calibrated:
-            return a.feed(event_id, etype, content, tool, score)
+            return a.feed(event_id, etype, content, tool, score, extra)
         if a.pending is None:
-            feats = features(etype, content, tool, score, None)
-            for f in FEATURES:
-                a.baseline[f].append(feats[f])
+            a.add_baseline(etype, content, tool, score, extra)
             if etype == "tool_call" and tool:
                 a.baseline_tools.add(tool)
             if len(a.baseline["length"]) >= self.baseline_n:
@@ -301,7 +340,7 @@ class DriftWatch:
                         _calibrate_all, a.baseline, self.arl0, self.kswin_stride, self.seed
                     )
             return []
-        a.buffer.append((event_id, etype, content, tool, score))
+        a.buffer.append((event_id, etype, content, tool, score, extra))
         if not a.pending.done():
             return []
         params = a.pending.result()

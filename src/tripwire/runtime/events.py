@@ -17,6 +17,14 @@ ACTIONS: tuple[Action, ...] = ("allow", "flag", "defer", "block")
 MAX_CONTENT_CHARS = 64_000
 MAX_ARGUMENTS_BYTES = 64_000
 MAX_KEY_CHARS = 200
+# A verdict that came with the event (an OpenTelemetry ``gen_ai.evaluation.result``, e.g. one of
+# ``tripwire guard``'s detectors) is the monitor ``eval:NAME``; its score is a drift stream of
+# that name, so the name fits the drift tables' feature column (50 characters).
+EVAL_PREFIX = "eval:"
+MAX_EVAL_NAME = 45
+# The score an evaluation's label stands for (the default thresholds': flag 0.5, defer 0.8,
+# block 0.95); the label itself is the monitor's action, so no threshold setting weakens it.
+LABEL_SCORES: dict[str, float] = {"allow": 0.0, "flag": 0.5, "defer": 0.8, "block": 1.0}
 TEXT_FIELDS = ("agent", "type", "content", "tool", "session", "model", "key")
 
 
@@ -66,6 +74,29 @@ class EventIn(BaseModel):
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """A verdict an event arrived with, from an evaluator outside this service: its name, its
+    score on the evaluator's own scale, its label, and why."""
+
+    name: str
+    value: float
+    label: str | None = None
+    explanation: str = ""
+
+    def result(self) -> MonitorResult:
+        """The evaluation as monitor ``eval:NAME``: a label that is an action is the monitor's
+        action (and scores as :data:`LABEL_SCORES`); the evaluator's own score is ``value``."""
+        action = next((a for a in ACTIONS[1:] if a == self.label), None)  # allow: no action
+        return MonitorResult(
+            f"{EVAL_PREFIX}{self.name[:MAX_EVAL_NAME]}",
+            LABEL_SCORES.get(self.label or "", 0.0),
+            (self.explanation,) if self.explanation else (),
+            action,
+            self.value,
+        )
+
+
+@dataclass(frozen=True)
 class Event:
     """An event as the monitors see it (also honeypots, which never reach the database)."""
 
@@ -78,6 +109,7 @@ class Event:
     model: str | None = None
     source: str = "api"
     key: str | None = None  # idempotency key, unique per tenant (None: never deduplicated)
+    evaluations: tuple[Evaluation, ...] = ()  # verdicts it came with (OTLP evaluation events)
 
     @classmethod
     def from_in(cls, e: EventIn, source: str = "api", key: str | None = None) -> Event:
@@ -135,6 +167,7 @@ class MonitorResult:
     score: float
     reasons: tuple[str, ...] = ()
     action: Action | None = None
+    value: float | None = None  # an evaluation's score on its own scale (a drift stream)
 
 
 @dataclass
@@ -147,18 +180,41 @@ class Verdict:
     audit: bool = False
 
     def as_json(self) -> list[dict[str, Any]]:
-        return [
-            {"monitor": r.monitor, "score": round(r.score, 4), "reasons": list(r.reasons)}
-            for r in self.results
-        ]
+        out: list[dict[str, Any]] = []
+        for r in self.results:
+            row: dict[str, Any] = {
+                "monitor": r.monitor,
+                "score": round(r.score, 4),
+                "reasons": list(r.reasons),
+            }
+            if r.value is not None:
+                row["value"] = r.value
+            out.append(row)
+        return out
+
+
+def evaluation_values(verdicts: Any) -> dict[str, float]:
+    """The evaluations' own scores in stored (or :meth:`Verdict.as_json`) verdicts, by monitor
+    name: the events' ``eval:NAME`` drift streams. Several of one name (one per choice of an
+    answer): the highest, the most suspicious."""
+    out: dict[str, float] = {}
+    for v in verdicts or ():
+        name, value = v.get("monitor", ""), v.get("value")
+        if name.startswith(EVAL_PREFIX) and isinstance(value, int | float):
+            out[name] = max(float(value), out.get(name, float("-inf")))
+    return out
 
 
 __all__ = [
     "ACTIONS",
+    "EVAL_PREFIX",
+    "LABEL_SCORES",
     "Action",
+    "Evaluation",
     "Event",
     "EventIn",
     "EventType",
     "MonitorResult",
     "Verdict",
+    "evaluation_values",
 ]

@@ -7,6 +7,10 @@ Mapping, per span:
 - a model span (``chat``/``text_completion``/``generate_content`` or kind ``LLM``) is a ``message``
   carrying the model's output;
 - other spans (agent, chain, retriever, ...) carry no action and are skipped.
+An action's evaluations (span events ``gen_ai.evaluation.result``, or ``gen_ai.evaluation.*``
+attributes on the span itself) come with its event: name, ``score.value``, ``score.label`` and
+``explanation`` (:class:`~tripwire.runtime.events.Evaluation`; ``tripwire guard``'s detectors
+arrive so). One without a finite numeric score is left out.
 The agent is ``gen_ai.agent.name`` (or ``agent.name``), else the resource's ``service.name``.
 The trace id becomes the event's session, and ``TRACE:SPAN`` the event's idempotency key: an
 exporter's retry of a stored span is not stored twice (a span repeated in one export counts once).
@@ -19,6 +23,7 @@ NUL become their JSON text (``{"input": "..."}``), the way non-object arguments 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -32,9 +37,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tripwire.runtime import jsonsafe
 from tripwire.runtime.errors import TraceError, UnsupportedMediaType
-from tripwire.runtime.events import MAX_CONTENT_CHARS, TEXT_FIELDS, Event
+from tripwire.runtime.events import MAX_CONTENT_CHARS, TEXT_FIELDS, Evaluation, Event
 
 MODEL_OPS = {"chat", "text_completion", "generate_content", "completion"}
+EVALUATION_EVENT = "gen_ai.evaluation.result"
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
@@ -92,6 +98,9 @@ def _output_messages(a: dict[str, Any]) -> str | None:
                 for part in m.get("parts", []) or []:
                     if isinstance(part, dict) and part.get("type") == "text":
                         texts.append(str(part.get("content", "")))
+                    elif isinstance(part, dict) and part.get("type") == "tool_call":
+                        call = {"name": part.get("name"), "arguments": part.get("arguments")}
+                        texts.append(json.dumps(call, default=str))
                 if isinstance(m.get("content"), str):
                     texts.append(m["content"])
         if texts:
@@ -105,10 +114,42 @@ def _output_messages(a: dict[str, Any]) -> str | None:
     return _text(a.get("output.value"))
 
 
+def _clean(v: Any, limit: int) -> str:
+    """``v`` as text every backend stores (NUL and lone surrogates become U+FFFD)."""
+    s = str(v)[:limit].replace("\x00", "\ufffd")
+    return s.encode("utf-8", "replace").decode("utf-8") if jsonsafe.text_problem(s) else s
+
+
+def evaluation(attrs: dict[str, Any]) -> Evaluation | None:
+    """The evaluation in ``gen_ai.evaluation.*`` attributes, or None (no name or no finite
+    numeric score)."""
+    name, value = attrs.get("gen_ai.evaluation.name"), attrs.get("gen_ai.evaluation.score.value")
+    if not name or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return None
+    label = attrs.get("gen_ai.evaluation.score.label")
+    why = attrs.get("gen_ai.evaluation.explanation")
+    return Evaluation(
+        _clean(name, 200),
+        float(value),
+        _clean(label, 50) if label is not None else None,
+        _clean(why, 2000) if why is not None else "",
+    )
+
+
 def span_to_event(
-    attrs: dict[str, Any], resource: dict[str, Any], session: str | None
+    attrs: dict[str, Any],
+    resource: dict[str, Any],
+    session: str | None,
+    evaluations: tuple[Evaluation, ...] = (),
 ) -> Event | None:
-    """One span's event, or None for spans that are not an action."""
+    """One span's event, or None for spans that are not an action. ``evaluations``: those
+    recorded as the span's events (the span's own ``gen_ai.evaluation.*`` attributes are
+    added here)."""
+    own = evaluation(attrs)
+    if own is not None:
+        evaluations = (own, *evaluations)
     op = attrs.get("gen_ai.operation.name")
     kind = str(attrs.get("openinference.span.kind", "")).upper()
     agent = (
@@ -127,13 +168,23 @@ def span_to_event(
         )
         result = attrs.get("gen_ai.tool.call.result") or attrs.get("output.value")
         return Event(
-            agent, "tool_call", _text(result), str(tool)[:200], args, session, model, "otlp"
+            agent,
+            "tool_call",
+            _text(result),
+            str(tool)[:200],
+            args,
+            session,
+            model,
+            "otlp",
+            evaluations=evaluations,
         )
     if op in MODEL_OPS or kind == "LLM":
         content = _output_messages(attrs)
         if content is None:
             return None
-        return Event(agent, "message", content, None, None, session, model, "otlp")
+        return Event(
+            agent, "message", content, None, None, session, model, "otlp", evaluations=evaluations
+        )
     return None
 
 
@@ -217,7 +268,13 @@ def parse_request(body: bytes, content_type: str) -> list[Event]:
                 )
                 i += 1
                 key = f"{trace}:{span}" if trace and span else None
-                ev = span_to_event(_attrs(sp.attributes), resource, trace or None)
+                evals = tuple(
+                    e
+                    for se in sp.events
+                    if se.name == EVALUATION_EVENT
+                    and (e := evaluation(_attrs(se.attributes))) is not None
+                )
+                ev = span_to_event(_attrs(sp.attributes), resource, trace or None, evals)
                 if ev is None or (key is not None and key in seen):
                     continue
                 if key is not None:
@@ -236,4 +293,4 @@ def response_body(content_type: str, rejected: int = 0) -> tuple[bytes, str]:
     return json_format.MessageToJson(resp).encode(), "application/json"
 
 
-__all__ = ["parse_request", "response_body", "span_to_event"]
+__all__ = ["evaluation", "parse_request", "response_body", "span_to_event"]

@@ -14,7 +14,7 @@ from tripwire.errors import UsageError
 from tripwire.runtime.aggregate import Calibrator, Method, Thresholds, aggregate
 from tripwire.runtime.budget import AuditBudget
 from tripwire.runtime.drift import Alarm, DriftWatch
-from tripwire.runtime.events import Event, Verdict
+from tripwire.runtime.events import Event, Verdict, evaluation_values
 from tripwire.runtime.honeypots import HoneypotGuard, MonitorHealth
 from tripwire.runtime.monitors.base import Monitor
 from tripwire.runtime.monitors.rules import RulesMonitor, load_policy
@@ -91,8 +91,12 @@ class Pipeline:
         return frozenset(n for n, h in self.guard.health.items() if h.demoted)
 
     def process(self, event: Event) -> Processed:
-        """Score one real event (before it is stored) and run a honeypot trial when one is due."""
+        """Score one real event (before it is stored) and run a honeypot trial when one is due.
+
+        The evaluations the event came with join the monitors' results as ``eval:NAME``
+        (:meth:`~tripwire.runtime.events.Evaluation.result`): a ``block`` label blocks."""
         results = [m.check(event) for m in self.monitors]
+        results += [e.result() for e in event.evaluations]
         verdict = aggregate(
             results,
             self.config.thresholds,
@@ -124,7 +128,13 @@ class Pipeline:
         if self.drift is None:
             return []
         return self.drift.update(
-            event.agent, event_id, event.type, event.content, event.tool, verdict.score
+            event.agent,
+            event_id,
+            event.type,
+            event.content,
+            event.tool,
+            verdict.score,
+            evaluation_values(verdict.as_json()),
         )
 
     def monitor_status(self) -> list[dict[str, Any]]:

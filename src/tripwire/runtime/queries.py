@@ -119,9 +119,10 @@ def last_events(conn: Connection, tenant_id: int, limit: int) -> list[AnyRow]:
 
 
 def recent_agent_events(conn: Connection, tenant_id: int, agent: str, limit: int) -> list[AnyRow]:
-    """The last ``limit`` events of an agent (id, type, content, tool, score), oldest first."""
+    """The last ``limit`` events of an agent (id, type, content, tool, score, verdicts), oldest
+    first."""
     q = (
-        select(_ev.id, _ev.type, _ev.content, _ev.tool, _ev.score)
+        select(_ev.id, _ev.type, _ev.content, _ev.tool, _ev.score, _ev.verdicts)
         .where(_ev.tenant_id == tenant_id, _ev.agent == agent)
         .order_by(_ev.id.desc())
         .limit(limit)
@@ -145,7 +146,7 @@ def replay_events(
 ) -> list[AnyRow]:
     """An agent's events before ``before_id``, oldest first, to rebuild its drift detectors:
     the last ``limit`` from ``since_id`` on, or (``since_id`` None) its first ``limit``."""
-    q = select(_ev.id, _ev.type, _ev.content, _ev.tool, _ev.score).where(
+    q = select(_ev.id, _ev.type, _ev.content, _ev.tool, _ev.score, _ev.verdicts).where(
         _ev.tenant_id == tenant_id, _ev.agent == agent, _ev.id < before_id
     )
     if since_id is None:
@@ -392,7 +393,7 @@ def last_tool_call(conn: Connection, tenant_id: int, agent: str) -> AnyRow | Non
 def events_after(conn: Connection, tenant_id: int, after_id: int, limit: int) -> list[AnyRow]:
     """A tenant's events with id above ``after_id``, oldest first (what drift is fed)."""
     q = (
-        select(_ev.id, _ev.agent, _ev.type, _ev.content, _ev.tool, _ev.score)
+        select(_ev.id, _ev.agent, _ev.type, _ev.content, _ev.tool, _ev.score, _ev.verdicts)
         .where(_ev.tenant_id == tenant_id, _ev.id > after_id)
         .order_by(_ev.id)
         .limit(limit)

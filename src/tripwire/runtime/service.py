@@ -42,9 +42,9 @@ from sqlalchemy.exc import DataError
 
 from tripwire.runtime import queries, store
 from tripwire.runtime.alerts import Alert
-from tripwire.runtime.drift import AgentDrift, Alarm, features
+from tripwire.runtime.drift import AgentDrift, Alarm
 from tripwire.runtime.errors import ApiError, StoreRejected, StoreUnavailable
-from tripwire.runtime.events import Event
+from tripwire.runtime.events import Event, evaluation_values
 from tripwire.runtime.groupcommit import (
     Job,
     Part,
@@ -514,7 +514,17 @@ class Service:
             for r in rows:
                 if r.agent not in p.drift.agents:
                     self._restore_agent(tenant, p, r.agent, int(r.id))
-                out.extend(p.drift.update(r.agent, int(r.id), r.type, r.content, r.tool, r.score))
+                out.extend(
+                    p.drift.update(
+                        r.agent,
+                        int(r.id),
+                        r.type,
+                        r.content,
+                        r.tool,
+                        r.score,
+                        evaluation_values(r.verdicts),
+                    )
+                )
                 self._fed[tenant] = int(r.id)
             if len(rows) < 2000:
                 return out
@@ -585,13 +595,12 @@ class Service:
                 params.setdefault(r.feature, {})[r.detector] = dict(r.params)
             a.install(params, set(rows[0].state.get("baseline_tools", [])), rows[0].last_event_id)
             for r in past:
-                a.feed(r.id, r.type, r.content, r.tool, r.score)  # alarms were raised before
+                # alarms were raised before
+                a.feed(r.id, r.type, r.content, r.tool, r.score, evaluation_values(r.verdicts))
             a.alarms = sum(int(r.alarms) for r in rows)
         else:
             for r in past:
-                feats = features(r.type, r.content, r.tool, r.score, None)
-                for f, v in feats.items():
-                    a.baseline[f].append(v)
+                a.add_baseline(r.type, r.content, r.tool, r.score, evaluation_values(r.verdicts))
                 if r.type == "tool_call" and r.tool:
                     a.baseline_tools.add(r.tool)
 

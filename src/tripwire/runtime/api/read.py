@@ -25,7 +25,7 @@ from tripwire.runtime.api.schemas import (
     evaluation_attributes,
 )
 from tripwire.runtime.drift import change_points, detector_state, features
-from tripwire.runtime.events import Action
+from tripwire.runtime.events import EVAL_PREFIX, Action, evaluation_values
 
 router = APIRouter(tags=["read"], responses={401: {"model": ErrorBody}})
 health_router = APIRouter(tags=["service"])
@@ -95,7 +95,14 @@ def get_drift(
     service: ServiceDep,
     reads: ReadsDep,
     agent: Annotated[str, Query(min_length=1, max_length=200)],
-    feature: Annotated[Literal["length", "score", "tool_call", "refusal"], Query()] = "score",
+    feature: Annotated[
+        str,
+        Query(
+            pattern=r"^(length|score|tool_call|refusal|eval:[^\x00-\x1f]{1,45})$",
+            description="length, score, tool_call, refusal, or eval:NAME (the scores of the "
+            "evaluations the agent's events came with, e.g. a tripwire guard detector's)",
+        ),
+    ] = "score",
     last: Annotated[int, Query(ge=20, le=MAX_DRIFT_LAST)] = 500,
 ) -> DriftView:
     """An agent's last ``last`` feature values (at most 5,000; more is 422), their PELT change
@@ -118,6 +125,11 @@ def get_drift(
 
         def stream() -> tuple[list[int], list[float], list[int]]:
             rows = queries.recent_agent_events(conn, tid, agent, last)
+            if feature.startswith(EVAL_PREFIX):  # the events that carry that evaluation
+                pairs = [(r.id, evaluation_values(r.verdicts).get(feature)) for r in rows]
+                kept = [(i, v) for i, v in pairs if v is not None]
+                vals = [v for _i, v in kept]
+                return [i for i, _v in kept], vals, change_points(vals)
             vals = [features(r.type, r.content, r.tool, r.score, None)[feature] for r in rows]
             return [r.id for r in rows], vals, change_points(vals)
 

@@ -37,6 +37,11 @@ class MonitorScore(BaseModel):
     monitor: str
     score: float
     reasons: list[str]
+    value: float | None = Field(
+        default=None,
+        description="an evaluation's own score (monitor eval:NAME: a verdict the event came "
+        "with, e.g. a tripwire guard detector's); its label is the action, score stands for it",
+    )
 
 
 class Accepted(BaseModel):
