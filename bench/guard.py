@@ -9,6 +9,10 @@ Same model, same prompts, greedy, batch 1 and batch 8, measured in one run and a
   layers (a quarter, half and three quarters of the depth; one matrix product on the device per
   token), and a Mahalanobis outlier detector at the middle layer (scored on the CPU).
 
+The in-process guard's memory is measured beside it: the peak resident set size of a fresh
+process that loads the model and answers one batch of each size, plain ``generate`` vs the
+guard with every detector on (``ru_maxrss``; the ratio is the guard's footprint at the edge).
+
 Time per generated token is compared (answers may stop at the end-of-sequence token at
 different lengths; ``min_new_tokens`` keeps ``generate`` from stopping early, the guard stops
 where the model does). Prints ``ratios`` (``guard_on / plain`` and ``guard_off / plain`` per
@@ -23,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +92,29 @@ def _guarded(guard: Guard, prompts: list[str], tokens: int) -> tuple[float, int]
     return time.perf_counter() - start, n[0]
 
 
+def _child(args: argparse.Namespace) -> None:
+    """One fresh process: load, answer a batch of each size, print the peak RSS in MiB."""
+    lm = load_model(args.model, device=args.device)
+    guard = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.memory_child == "guard_on":
+            guard = Guard(lm, _detectors(lm, Path(tmp)))
+    prompts = neutral_prompts()
+    for batch in [int(b) for b in args.batches.split(",")]:
+        if guard is None:
+            _plain(lm, [lm.prompt(p).text for p in prompts[:batch]], args.tokens)
+        else:
+            _guarded(guard, prompts[:batch], args.tokens)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+
+
+def _peak_mb(args: argparse.Namespace, which: str) -> float:
+    cmd = [sys.executable, __file__, "--memory-child", which, "--model", args.model]
+    cmd += ["--device", args.device, "--tokens", str(args.tokens), "--batches", args.batches]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return round(float(out.strip().splitlines()[-1]), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="smollm2-135m")
@@ -93,7 +123,13 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--memory-child", choices=["plain", "guard_on"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_child:
+        _child(args)
+        return
+    memory = {which: _peak_mb(args, which) for which in ("plain", "guard_on")}
+    memory["ratio"] = round(memory["guard_on"] / memory["plain"], 3)
     lm = load_model(args.model, device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         dets = _detectors(lm, Path(tmp))
@@ -131,6 +167,7 @@ def main() -> None:
         "target": TARGET,
         "results": results,
         "ratios": ratios,
+        "peak_rss_mib": memory,
         "cpus": torch.get_num_threads(),
         "python": platform.python_version(),
     }
@@ -139,6 +176,8 @@ def main() -> None:
         return
     for k, v in ratios.items():
         print(f"{k:22} {v:.3f}x of plain generate")
+    print(f"peak RSS: plain {memory['plain']} MiB, guard on {memory['guard_on']} MiB "
+          f"({memory['ratio']:.3f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":
