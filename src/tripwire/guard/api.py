@@ -27,6 +27,7 @@ from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
 from tripwire.guard.detectors import DIFF_KL, GuardDetector, diff_kl_detector, load_detector
 from tripwire.guard.engine import Engine, Event, GenRequest
 from tripwire.guard.monitor import Monitor
+from tripwire.guard.policy import Policy
 from tripwire.guard.shapes import Answer
 from tripwire.models.loading import LocalModel, load_model
 
@@ -71,6 +72,8 @@ class Guard:
         backend: a :class:`~tripwire.guard.backend.GuardBackend`; default transformers.
         base: the clean base model, for diffing detectors (``diff-kl``): the served model
             is then a fine-tune of it (``lm`` loaded with the adapter).
+        policy: what verdicts do (:class:`~tripwire.guard.policy.Policy`: shadow mode,
+            per-detector caps, the notice, ``on_error``); default: enforce every detector.
     """
 
     def __init__(
@@ -81,11 +84,14 @@ class Guard:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         backend: GuardBackend | None = None,
         base: LocalModel | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.lm = lm
         self.name = name or lm.name
         self.default_max_tokens = default_max_tokens
-        self.monitor = Monitor(detectors)
+        self.policy = policy or Policy()
+        self.policy.check_detectors([d.name for d in detectors])
+        self.monitor = Monitor(detectors, self.policy)
         if self.monitor.needs_base and base is None and backend is None:
             raise UsageError(
                 f"detector {DIFF_KL} diffs the served fine-tune against its clean base: serve "
@@ -163,7 +169,7 @@ class Guard:
             seed=params.seed,
             stop=params.stop,
         )
-        return Prepared(params, request, Answer(params, self.name, len(ids)))
+        return Prepared(params, request, Answer(params, self.name, len(ids), self.policy))
 
     def run(self, batch: Sequence[Prepared], sink: Any) -> None:
         """Run prepared requests as one batch (one caller at a time)."""

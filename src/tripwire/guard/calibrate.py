@@ -141,6 +141,8 @@ def calibrate(
 
         def sink(i: int, ev: Event, pre: list[float] = pre, toks: list[list[float]] = toks) -> None:
             if isinstance(ev, Gate):
+                if bare.name not in ev.verdict.scores:  # it raised: nothing to calibrate on
+                    raise UsageError(f"cannot calibrate: {'; '.join(ev.verdict.reasons)}")
                 pre[i] = ev.verdict.scores[bare.name]
             elif isinstance(ev, Token) and bare.name in ev.scores:
                 toks[i].append(ev.scores[bare.name])

@@ -82,6 +82,12 @@ class _Row:
         self.request, self.choice, self.req, self.tok = request, choice, req, tokenizer
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already released
+        self.noted: Verdict | None = None  # decode verdicts that did not cut (flag, shadow)
+
+    def note(self, verdict: Verdict) -> None:
+        if self.noted is None:
+            self.noted = Verdict(stage=verdict.stage)
+        self.noted.merge(verdict)
 
     def _held(self, text: str) -> int:
         """How many trailing characters could still start a stop string (or are a partial
@@ -141,16 +147,23 @@ class Engine:
     def __init__(self, backend: GuardBackend, monitor: Monitor, tokenizer: Any) -> None:
         self.backend, self.monitor, self.tok = backend, monitor, tokenizer
 
+    @property
+    def enforce(self) -> bool:
+        """Blocks and cuts are carried out (the policy's ``enforce`` mode, not ``shadow``)."""
+        return self.monitor.policy.enforce
+
     def run(self, requests: Sequence[GenRequest], sink: Sink) -> None:
         state, pre = self.backend.prefill([r.prompt_ids for r in requests])
-        scores = (
-            self.monitor.score(pre.residuals, pre.logits, pre.base_logits) if self.monitor else {}
+        scores, errors = (
+            self.monitor.score(pre.residuals, pre.logits, pre.base_logits)
+            if self.monitor
+            else ({}, {})
         )
         rows: list[_Row] = []
         for i, req in enumerate(requests):
-            verdict = self.monitor.gate(scores, i) if self.monitor else Verdict()
+            verdict = self.monitor.gate(scores, i, errors) if self.monitor else Verdict()
             sink(i, Gate(verdict))
-            if verdict.action == "block":
+            if verdict.action == "block" and self.enforce:
                 for c in range(req.n):
                     sink(i, Finish(c, "content_filter", 0, verdict))
             else:
@@ -201,7 +214,7 @@ class Engine:
                 elif tokens[k] in eos:
                     done[k] = Finish(r.choice, "stop", len(r.ids))
             if not self.monitor:
-                self._release(rows, tokens, {}, [None] * len(rows), done, sink)
+                self._release(rows, tokens, {}, [None] * len(rows), done, sink, self.enforce)
                 rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
                 if rows:
                     logits = self.backend.step(state, torch.tensor(tokens)).logits
@@ -212,10 +225,10 @@ class Engine:
             if not rows:
                 return
             readout = self.backend.step(state, torch.tensor(tokens))
-            scores = self.monitor.score(readout.residuals)
-            alarms = self.monitor.observe(stats, scores, [len(r.ids) for r in rows])
+            scores, errors = self.monitor.score(readout.residuals)
+            alarms = self.monitor.observe(stats, scores, [len(r.ids) for r in rows], errors)
             done = {}
-            self._release(rows, tokens, scores, alarms, done, sink)
+            self._release(rows, tokens, scores, alarms, done, sink, self.enforce)
             keep = [k for k in range(len(rows)) if k not in done]
             rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
             if rows:
@@ -230,14 +243,20 @@ class Engine:
         alarms: list[Verdict | None],
         done: dict[int, Finish],
         sink: Sink,
+        enforce: bool = True,
     ) -> None:
-        """Release each live row's new token (or cut it on an alarm); record who finished."""
+        """Release each live row's new token (or cut it on an enforced ``block`` alarm; other
+        alarms are noted on the row and reported when it finishes); record who finished."""
         for k, r in enumerate(rows):
             if k in done:
                 continue
-            if alarms[k] is not None:
-                done[k] = Finish(r.choice, "content_filter", len(r.ids), alarms[k])
+            alarm = alarms[k]
+            if alarm is not None and alarm.action == "block" and enforce:
+                r.note(alarm)
+                done[k] = Finish(r.choice, "content_filter", len(r.ids), r.noted)
                 continue
+            if alarm is not None:
+                r.note(alarm)
             own = {name: float(s[k]) for name, s in scores.items()}
             text, stopped = r.add(tokens[k])
             if text or own:
@@ -263,6 +282,8 @@ class Engine:
             rest = rows[k].flush() if fin.reason in ("length", "content_filter") else ""
             if rest:
                 sink(rows[k].request, Token(rows[k].choice, rest, {}))
+            if fin.verdict is None:
+                fin.verdict = rows[k].noted
             sink(rows[k].request, fin)
         keep = [k for k in range(len(rows)) if k not in done]
         if keep:

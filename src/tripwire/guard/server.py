@@ -166,7 +166,7 @@ def create_app(
             finally:
                 prep.request.cancelled.set()
             body = prep.answer.completion()
-            return JSONResponse(body, headers={"x-tripwire-action": body["tripwire"]["action"]})
+            return JSONResponse(body, headers=prep.answer.headers())
         return await _stream(prep, ticket)
 
     return app
@@ -195,9 +195,8 @@ async def _stream(prep: Prepared, ticket: Ticket) -> Response:
             prep.request.cancelled.set()  # a client that went away stops its rows
         yield b"data: [DONE]\n\n"
 
-    action = prep.answer.gate.action if prep.answer.gate else "allow"
     return StreamingResponse(
-        body(), media_type="text/event-stream", headers={"x-tripwire-action": action}
+        body(), media_type="text/event-stream", headers=prep.answer.headers(streamed=True)
     )
 
 
