@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from tripwire.errors import UsageError
 from tripwire.guard.backend import GuardBackend, TransformersBackend
 from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
@@ -127,7 +129,13 @@ class Guard:
     # -- requests --------------------------------------------------------------------------
     def prompt_ids(self, params: ChatParams) -> list[int]:
         tok = self.lm.tokenizer
-        text = render(tok, params)
+        try:
+            text = render(tok, params)
+        except TemplateError as exc:  # e.g. "roles must alternate user/assistant"
+            raise RequestError(
+                f"this model's chat template refused the messages: {exc}".splitlines()[0],
+                "messages",
+            ) from None
         special = not getattr(tok, "chat_template", None)
         return list(tok(text, add_special_tokens=special)["input_ids"])
 
