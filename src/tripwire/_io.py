@@ -12,9 +12,22 @@ from pathlib import Path
 from typing import Any
 
 
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The temp file is fsynced before the rename and the folder after it, so a crash (or
+    ``kill -9``) at any point leaves ``path`` either as it was or complete with the new
+    content, never partly written (at worst a hidden ``.NAME.*.tmp`` is left beside it)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -22,7 +35,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, target)
+        if os.name == "posix":  # a folder cannot be opened for fsync elsewhere
+            _fsync(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -105,6 +105,17 @@ def test_a_blocked_hold_sends_none_of_its_tokens(
     assert [(e["gen_ai.evaluation.name"], e["gen_ai.evaluation.score.label"]) for e in held] == [
         ("diff-kl-gen", "block")
     ]
+    from tripwire.guard.policy import Policy
+
+    shadow = Guard(lm, [again], base=base, policy=Policy(mode="shadow"))
+    seen = shadow.chat(traffic[top], max_tokens=16, temperature=0)
+    assert seen["choices"][0]["finish_reason"] in ("stop", "length")  # served, not blocked
+    assert seen["tripwire"]["choices"][0]["shadow_action"] == "block"
+    assert seen["tripwire"]["choices"][0]["hold"]["action"] == "block"
+    demoted = Policy(caps={"diff-kl-gen": {"prefill": "flag", "decode": "block"}})
+    flagged = Guard(lm, [again], base=base, policy=demoted).chat(traffic[top], max_tokens=16)
+    assert flagged["tripwire"]["action"] == "flag"
+    assert flagged["choices"][0]["finish_reason"] in ("stop", "length")
     low = int(np.argmin(cal.prefill_scores))
     ans = guard.chat(traffic[low], max_tokens=16, temperature=0, n=2)
     for choice, ext in zip(ans["choices"], ans["tripwire"]["choices"], strict=True):

@@ -266,3 +266,17 @@ def test_tiny_temperatures_are_greedy_not_a_crash(llama: Any) -> None:
         assert answer["choices"][0]["message"] == greedy
     hot = guard.chat(msgs, temperature=1e-4, seed=3, max_tokens=4)  # sampled, stable
     assert hot["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400(llama: Any) -> None:
+    from tripwire.guard.chat import RequestError
+
+    tok = llama.tokenizer
+    template = tok.chat_template
+    tok.chat_template = "{{ raise_exception('Conversation roles must alternate') }}"
+    try:
+        with pytest.raises(RequestError, match="chat template refused.*must alternate") as info:
+            Guard(llama).prepare({"messages": user("hi")})
+    finally:
+        tok.chat_template = template
+    assert info.value.status == 400 and info.value.param == "messages"

@@ -301,21 +301,61 @@ def test_calibrate_refuses_too_little_traffic_and_writes_nothing(
     assert not sidecar_path(tmp_path / "raw").exists()
 
 
+HOSTILE: list[bytes] = [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"messages":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"messages":[{"role":"user","content":"\\ud800"}]}',
+    b'{"messages":[{"role":"user","content":"hi\\u0000"}],"stop":"\\udfff"}',
+    b'{"messages":[{"role":"user","content":"hi"}],"temperature":NaN}',
+    b'{"messages":[{"role":"user","content":"hi"}],"top_p":Infinity,"n":1e999}',
+    b'{"messages":[{"role":"user","content":"hi"}],"max_tokens":1' + b"0" * 5000 + b"}",
+    b'{"messages":[{"role":"user","content":"hi"}],"seed":1' + b"0" * 40 + b"}",
+    b'{"messages":[{"role":"user","content":"hi"}],"tool_choice":{"type":"function",'
+    b'"function":"f"},"tools":[{"type":"function","function":{"name":"f"}}]}',
+    b'{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function",'
+    b'"function":{"name":"f","parameters":{"properties":7}}}]}',
+    b'{"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":'
+    b'{"name":1,"arguments":{"x":[1]}}}]},{"role":"tool","content":"1","tool_call_id":[]}]}',
+    b'{"messages":[{"role":"user","content":""}],"max_tokens":2}',
+    b'{"messages":[{"role":"user","content":"hi"}],"stream_options":[1],"tripwire":[]}',
+    b"\xff\xfe\x00\x00",
+    b"",
+    b"null",
+]
+
+
+def _call(case: Any, url: str) -> Any:
+    """One generated case, its answers kept short (the schema allows up to the context)."""
+    body = case.body
+    if isinstance(body, dict):
+        for key in ("max_tokens", "max_completion_tokens"):
+            if isinstance(body.get(key), int) and not isinstance(body[key], bool):
+                body[key] = min(body[key], 4)
+    return case.call(base_url=url, timeout=120)
+
+
 def test_no_generated_request_gets_a_5xx(gated_server: GuardServer) -> None:
-    """Schemathesis: valid and invalid bodies from the server's own OpenAPI, bounded in count."""
+    """Schemathesis: valid and invalid bodies from the server's own OpenAPI, bounded in count,
+    checked with its not_a_server_error and response-schema checks; then hostile bodies."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
 
     schema = schemathesis.openapi.from_url(f"{gated_server.url}/openapi.json")
     ops = {f"{o.method.upper()} {o.path}": o for o in (r.ok() for r in schema.get_all_operations())}
     assert {"POST /v1/chat/completions", "GET /v1/models", "GET /healthz"} <= set(ops)
+    body = ops["POST /v1/chat/completions"].definition.raw["requestBody"]
+    declared = body["content"]["application/json"]["schema"]["properties"]
+    assert {"messages", "tools", "tool_choice", "stream", "n", "stop"} <= set(declared)
     statuses: list[int] = []
+    answered: list[str] = []  # the chat completions answered, by content type
     failures: list[str] = []
     for op in ops.values():
 
         @settings(
-            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
         @given(
             case=st.one_of(
@@ -324,13 +364,40 @@ def test_no_generated_request_gets_a_5xx(gated_server: GuardServer) -> None:
             )
         )
         def run(case: schemathesis.Case) -> None:
-            resp = case.call(base_url=gated_server.url, timeout=120)
+            resp = _call(case, gated_server.url)
             statuses.append(resp.status_code)
-            if resp.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path}: {resp.text[:200]}")
+            if case.method == "POST" and resp.status_code == 200:
+                answered.append(resp.headers["content-type"][0].split(";")[0])
+            try:
+                case.validate_response(
+                    resp, checks=[not_a_server_error, response_schema_conformance]
+                )
+            except Exception as exc:  # schemathesis's failure group: one line per case
+                head = str(exc).strip().splitlines()[0][:160]
+                failures.append(f"{case.method} {case.path} {str(case.body)[:160]}: {head}")
 
         run()
-    assert failures == []
+    assert failures == [], "\n".join(failures)
+    chat = ops["POST /v1/chat/completions"]
+    for stream in (False, True):  # a real answer each way conforms (the fuzz rarely gets one)
+        msgs = [{"role": "user", "content": "Hi"}]
+        case = chat.Case(body={"messages": msgs, "max_tokens": 3, "stream": stream},
+                         media_type="application/json")  # fmt: skip
+        resp = _call(case, gated_server.url)
+        assert resp.status_code == 200, resp.text
+        case.validate_response(resp, checks=[not_a_server_error, response_schema_conformance])
+    hostile: list[int] = []
+    url = f"{gated_server.url}/v1/chat/completions"
+    for raw in HOSTILE:
+        resp = httpx.post(url, content=raw, headers={"content-type": "application/json"})
+        hostile.append(resp.status_code)
+        if resp.status_code >= 500:
+            failures.append(f"{raw[:80]!r} -> {resp.status_code}: {resp.text[:120]}")
+        elif resp.status_code >= 400:
+            _one_line_4xx(resp, resp.status_code)
+    assert failures == [], "\n".join(failures)
     # The fuzz was answered for real (the two GETs and some chats) and refused for real.
-    assert statuses.count(200) >= 3 and sum(400 <= s < 500 for s in statuses) >= 5, statuses
+    assert answered and statuses.count(200) >= 3, (answered, statuses)
+    assert sum(400 <= s < 500 for s in statuses) >= 5, statuses
+    assert hostile.count(400) >= 10 and 200 in hostile, hostile
     assert "Traceback" not in gated_server.log.read_text()

@@ -3,7 +3,8 @@
 
 Serving needs the ``guard`` extra (FastAPI, uvicorn). A detector without a calibration sidecar
 stops the server before the model loads (exit 2) unless ``--allow-uncalibrated`` is given, in
-which case its scores are reported and it gates nothing.
+which case its scores are reported and it gates nothing. ``--policy FILE``
+(:mod:`tripwire.guard.policy`) is checked before the model loads too.
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ def guard(
         int, typer.Option(min=1, help="max_tokens when a request gives none")
     ] = 256,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="request body limit")] = 4_000_000,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="a JSON policy: mode (enforce, or shadow: report, block nothing), per-detector "
+            "actions (block/flag/allow, per stage), the blocked-answer notice, on_error "
+            "(fail-closed/fail-open); checked before the model loads (see docs/guard.md)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "warning",
     watch: Annotated[
         str | None,
@@ -150,23 +160,33 @@ def guard(
         from tripwire.guard.server import create_app
     from tripwire.guard import Guard
     from tripwire.guard.api import load_detectors
+    from tripwire.guard.policy import Policy, load_policy
 
+    rules = load_policy(policy) if policy is not None else Policy()
     dets = load_detectors(detector or [], adapter)
     missing = [d for d in dets if not d.calibrated]
     if missing and not allow_uncalibrated:
         raise _uncalibrated_error(missing[0].name, missing[0].path, adapter)
+    rules.check_detectors([d.name for d in dets])
     from tripwire.models import load_model
 
     lm = load_model(model, adapter, dtype, device)
     base = load_model(model, None, dtype, device) if any(d.needs_base for d in dets) else None
     telemetry = _telemetry(target)
     served = Guard(
-        lm, dets, name=name or model, default_max_tokens=max_tokens, base=base, telemetry=telemetry
+        lm,
+        dets,
+        name=name or model,
+        default_max_tokens=max_tokens,
+        base=base,
+        telemetry=telemetry,
+        policy=rules,
     )
     gates = ", ".join(f"{d.name} (layers {d.layers})" for d in dets) or "none"
     spans = f"; spans to {target[0]}" if target is not None else ""
+    mode = "" if rules.enforce else "; shadow mode: nothing is blocked"
     err.print(
-        f"guarding {served.name} on http://{host}:{port}/v1 (detectors: {gates}){spans}",
+        f"guarding {served.name} on http://{host}:{port}/v1 (detectors: {gates}{mode}){spans}",
         highlight=False,
         soft_wrap=True,
     )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import TemplateError
+
 from tripwire.errors import UsageError
 from tripwire.guard.backend import GuardBackend, TransformersBackend
 from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
@@ -33,6 +35,7 @@ from tripwire.guard.detectors import (
 )
 from tripwire.guard.engine import Engine, Event, GenRequest
 from tripwire.guard.monitor import Monitor
+from tripwire.guard.policy import Policy
 from tripwire.guard.shapes import Answer
 from tripwire.models.loading import LocalModel, load_model
 
@@ -83,6 +86,8 @@ class Guard:
             is then a fine-tune of it (``lm`` loaded with the adapter).
         telemetry: a :class:`~tripwire.guard.telemetry.Telemetry`: every answered request
             becomes an OpenTelemetry GenAI span with the detectors' verdicts.
+        policy: what verdicts do (:class:`~tripwire.guard.policy.Policy`: shadow mode,
+            per-detector caps, the notice, ``on_error``); default: enforce every detector.
     """
 
     def __init__(
@@ -94,12 +99,15 @@ class Guard:
         backend: GuardBackend | None = None,
         base: LocalModel | None = None,
         telemetry: Telemetry | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.lm = lm
         self.telemetry = telemetry
         self.name = name or lm.name
         self.default_max_tokens = default_max_tokens
-        self.monitor = Monitor(detectors)
+        self.policy = policy or Policy()
+        self.policy.check_detectors([d.name for d in detectors])
+        self.monitor = Monitor(detectors, self.policy)
         if self.monitor.needs_base and base is None and backend is None:
             raise UsageError(
                 f"detector {DIFF_KL} diffs the served fine-tune against its clean base: serve "
@@ -136,7 +144,13 @@ class Guard:
     # -- requests --------------------------------------------------------------------------
     def prompt_ids(self, params: ChatParams) -> list[int]:
         tok = self.lm.tokenizer
-        text = render(tok, params)
+        try:
+            text = render(tok, params)
+        except TemplateError as exc:  # e.g. "roles must alternate user/assistant"
+            raise RequestError(
+                f"this model's chat template refused the messages: {exc}".splitlines()[0],
+                "messages",
+            ) from None
         special = not getattr(tok, "chat_template", None)
         return list(tok(text, add_special_tokens=special)["input_ids"])
 
@@ -179,7 +193,8 @@ class Guard:
             stop=params.stop,
         )
         record = self.telemetry.record if self.telemetry is not None else None
-        return Prepared(params, request, Answer(params, self.name, len(ids), record))
+        answer = Answer(params, self.name, len(ids), record, self.policy)
+        return Prepared(params, request, answer)
 
     def run(self, batch: Sequence[Prepared], sink: Any) -> None:
         """Run prepared requests as one batch (one caller at a time)."""

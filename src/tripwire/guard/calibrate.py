@@ -142,10 +142,12 @@ def calibrate(
 
         def sink(i: int, ev: Event, pre: list[float] = pre, toks: list[list[float]] = toks) -> None:
             if isinstance(ev, Gate) and not bare.hold:
+                if bare.name not in ev.verdict.scores:  # it raised: nothing to calibrate on
+                    raise UsageError(f"cannot calibrate: {'; '.join(ev.verdict.reasons)}")
                 pre[i] = ev.verdict.scores[bare.name]
             elif isinstance(ev, Finish) and bare.hold:
-                assert ev.verdict is not None, "a held-back answer finishes with its verdict"
-                pre[i] = ev.verdict.scores[bare.name]
+                assert ev.hold is not None, "a held-back answer finishes with its hold verdict"
+                pre[i] = ev.hold.scores[bare.name]
             elif isinstance(ev, Token) and bare.name in ev.scores:
                 toks[i].append(ev.scores[bare.name])
 

@@ -173,7 +173,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
     except UsageError as exc:
         raise RequestError(str(exc), "tools") from None
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
         if choice.get("type") != "function" or name not in names:
             raise RequestError(
                 f"'tool_choice' names function {name!r}, which is not in 'tools'", "tool_choice"
@@ -185,10 +186,22 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
     return tools, choice
 
 
+def _no_surrogates(body: dict[str, Any]) -> None:
+    """A JSON ``"\\ud800"`` escape decodes to a lone surrogate, which no tokenizer encodes."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise RequestError(f"the body holds {bad}, a lone UTF-16 surrogate, not text") from None
+    except (TypeError, ValueError, RecursionError):
+        pass  # not JSON text (an in-process body): the field checks below say what is wrong
+
+
 def parse_body(body: Any) -> ChatParams:
     """Check an OpenAI chat completion body; unknown fields are ignored, as OpenAI's are not."""
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object (a chat completion request)")
+    _no_surrogates(body)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise RequestError("'model' must be a string", "model")

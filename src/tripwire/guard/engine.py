@@ -19,7 +19,7 @@ happens as events to ``sink(request_index, event)``:
    with its own cache; the gate then decides on them (or on fewer, where the answer ended
    sooner). A blocked row finishes with ``content_filter`` and none of them is sent; otherwise
    they are released together and the row goes on. The choice's :class:`Finish` carries this
-   verdict.
+   verdict as ``hold``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Finish:
     reason: str
     n_tokens: int
     verdict: Verdict | None = None
+    hold: Verdict | None = None  # the hold gate's verdict (``diff-kl-gen``), where one decided
 
 
 Event = Gate | Token | Finish
@@ -88,10 +89,16 @@ class _Row:
         self.request, self.choice, self.req, self.tok = request, choice, req, tokenizer
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already released
+        self.noted: Verdict | None = None  # decode verdicts that did not cut (flag, shadow)
         self.holding = False  # tokens are held back until the hold gate decides
         self.pending: list[Token] = []  # what the hold gate releases
         self.kl = 0.0  # summed KL(model || base) over the held-back positions
-        self.verdict: Verdict | None = None  # the hold gate's verdict, for the Finish
+        self.hold: Verdict | None = None  # the hold gate's verdict, for the Finish
+
+    def note(self, verdict: Verdict) -> None:
+        if self.noted is None:
+            self.noted = Verdict(stage=verdict.stage)
+        self.noted.merge(verdict)
 
     def _held(self, text: str) -> int:
         """How many trailing characters could still start a stop string (or are a partial
@@ -163,6 +170,11 @@ class Engine:
         """``base``: the clean base model's backend, for diffing detectors (same tokenizer)."""
         self.backend, self.monitor, self.tok, self.base = backend, monitor, tokenizer, base
 
+    @property
+    def enforce(self) -> bool:
+        """Blocks and cuts are carried out (the policy's ``enforce`` mode, not ``shadow``)."""
+        return self.monitor.policy.enforce
+
     def run(self, requests: Sequence[GenRequest], sink: Sink) -> None:
         prompts = [r.prompt_ids for r in requests]
         state, pre = self.backend.prefill(prompts)
@@ -171,14 +183,16 @@ class Engine:
             bstate, bpre = self.base.prefill(prompts)
             pre = pre._replace(base_logits=bpre.logits.to(pre.logits.device))
         hold = self.monitor.hold if pre.base_logits is not None else 0
-        scores = (
-            self.monitor.score(pre.residuals, pre.logits, pre.base_logits) if self.monitor else {}
+        scores, errors = (
+            self.monitor.score(pre.residuals, pre.logits, pre.base_logits)
+            if self.monitor
+            else ({}, {})
         )
         rows: list[_Row] = []
         for i, req in enumerate(requests):
-            verdict = self.monitor.gate(scores, i) if self.monitor else Verdict()
+            verdict = self.monitor.gate(scores, i, errors) if self.monitor else Verdict()
             sink(i, Gate(verdict))
-            if verdict.action == "block":
+            if verdict.action == "block" and self.enforce:
                 for c in range(req.n):
                     sink(i, Finish(c, "content_filter", 0, verdict))
             else:
@@ -237,7 +251,7 @@ class Engine:
                 elif tokens[k] in eos:
                     done[k] = Finish(r.choice, "stop", len(r.ids))
             if not self.monitor:
-                self._release(rows, tokens, {}, [None] * len(rows), done, sink)
+                self._release(rows, tokens, {}, [None] * len(rows), done, sink, self.enforce)
                 rows, tokens, stats = self._compact(state, rows, tokens, stats, done, sink)
                 if rows:
                     logits = self.backend.step(state, torch.tensor(tokens)).logits
@@ -252,10 +266,10 @@ class Engine:
             readout = self.backend.step(state, torch.tensor(tokens))
             if held is not None:
                 held.step(tokens)
-            scores = self.monitor.score(readout.residuals)
-            alarms = self.monitor.observe(stats, scores, [len(r.ids) for r in rows])
+            scores, errors = self.monitor.score(readout.residuals)
+            alarms = self.monitor.observe(stats, scores, [len(r.ids) for r in rows], errors)
             done = {}
-            self._release(rows, tokens, scores, alarms, done, sink)
+            self._release(rows, tokens, scores, alarms, done, sink, self.enforce)
             if held is not None:
                 self._decide_holds(rows, done, held, sink)
             keep = [k for k in range(len(rows)) if k not in done]
@@ -270,7 +284,8 @@ class Engine:
         self, rows: list[_Row], done: dict[int, Finish], held: _Held, sink: Sink
     ) -> None:
         """Gate every holding row that has its ``held.hold`` tokens or is finishing now: block
-        it (nothing it generated is sent) or release what it held."""
+        it (nothing it generated is sent; in shadow mode the block is only reported) or
+        release what it held."""
         for k, r in enumerate(rows):
             if not r.holding:
                 continue
@@ -282,18 +297,16 @@ class Engine:
             if fin is None and len(r.ids) < held.hold:
                 continue
             r.holding = False
-            scores = self.monitor.hold_scores(np.asarray([r.kl]))
-            verdict = self.monitor.gate(scores, 0, stage="hold")
-            if verdict.action == "block":
+            r.hold = self.monitor.gate(
+                self.monitor.hold_scores(np.asarray([r.kl])), 0, stage="hold"
+            )
+            if r.hold.action == "block" and self.enforce:
                 r.discard()
-                done[k] = Finish(r.choice, "content_filter", len(r.ids), verdict)
+                done[k] = Finish(r.choice, "content_filter", len(r.ids), r.hold, r.hold)
                 continue
-            r.verdict = verdict
             for ev in r.pending:
                 sink(r.request, ev)
             r.pending.clear()
-            if fin is not None:
-                fin.verdict = verdict
 
     @staticmethod
     def _release(
@@ -303,14 +316,20 @@ class Engine:
         alarms: list[Verdict | None],
         done: dict[int, Finish],
         sink: Sink,
+        enforce: bool = True,
     ) -> None:
-        """Release each live row's new token (or cut it on an alarm); record who finished."""
+        """Release each live row's new token (or cut it on an enforced ``block`` alarm; other
+        alarms are noted on the row and reported when it finishes); record who finished."""
         for k, r in enumerate(rows):
             if k in done:
                 continue
-            if alarms[k] is not None:
-                done[k] = Finish(r.choice, "content_filter", len(r.ids), alarms[k])
+            alarm = alarms[k]
+            if alarm is not None and alarm.action == "block" and enforce:
+                r.note(alarm)
+                done[k] = Finish(r.choice, "content_filter", len(r.ids), r.noted)
                 continue
+            if alarm is not None:
+                r.note(alarm)
             own = {name: float(s[k]) for name, s in scores.items()}
             text, stopped = r.add(tokens[k])
             if text or own:
@@ -320,9 +339,9 @@ class Engine:
                 else:
                     sink(r.request, ev)
             if stopped:
-                done[k] = Finish(r.choice, "stop", len(r.ids), r.verdict)
+                done[k] = Finish(r.choice, "stop", len(r.ids))
             elif len(r.ids) >= r.req.max_tokens:
-                done[k] = Finish(r.choice, "length", len(r.ids), r.verdict)
+                done[k] = Finish(r.choice, "length", len(r.ids))
 
     def _compact(
         self,
@@ -338,11 +357,13 @@ class Engine:
         if not done:
             return rows, tokens, stats
         for k, fin in done.items():
-            if fin.verdict is None and fin.reason == "stop":
-                fin.verdict = rows[k].verdict
             rest = rows[k].flush() if fin.reason in ("length", "content_filter") else ""
             if rest:
                 sink(rows[k].request, Token(rows[k].choice, rest, {}))
+            if fin.verdict is None:
+                fin.verdict = rows[k].noted
+            if fin.hold is None:
+                fin.hold = rows[k].hold
             sink(rows[k].request, fin)
         keep = [k for k in range(len(rows)) if k not in done]
         if keep:

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.guard.api import Guard, Prepared
 from tripwire.guard.batching import Batcher, EngineFailure, Ticket
-from tripwire.guard.chat import MAX_N, RequestError
+from tripwire.guard.chat import MAX_N, MAX_STOP, ROLES, RequestError
 
 MAX_BODY_BYTES = 4_000_000
 _TYPES = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error"}
@@ -53,6 +53,8 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"the body is not valid JSON ({exc})".splitlines()[0]) from None
+    except RecursionError:
+        raise RequestError("the body's JSON is nested too deeply to read") from None
 
 
 async def _events(ticket: Ticket) -> AsyncIterator[Any]:
@@ -63,17 +65,47 @@ async def _events(ticket: Ticket) -> AsyncIterator[Any]:
 
 
 def request_schema(guard: Guard) -> dict[str, Any]:
-    """The JSON schema of the request body (the body is parsed from bytes, so it is declared)."""
+    """The JSON schema of the request body (the body is parsed from bytes, so it is declared):
+    every field the guard reads, as :func:`~tripwire.guard.chat.parse_body` checks it."""
     text = {"type": "object", "required": ["type", "text"], "properties": {
         "type": {"enum": ["text"]}, "text": {"type": "string"}}}  # fmt: skip
+    content = {"anyOf": [{"type": "string"}, {"type": "array", "items": text}]}
+    function = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "parameters": {"type": "object"},
+        },
+    }
+    call = {
+        "type": "object",
+        "required": ["function"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"enum": ["function"]},
+            "function": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+            },
+        },
+    }
     message = {
         "type": "object",
         "required": ["role", "content"],
         "properties": {
-            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-            "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": text}]},
+            "role": {"enum": list(ROLES)},
+            "content": content,
+            "name": {"type": "string"},
+            "tool_calls": {"type": "array", "items": call},
+            "tool_call_id": {"type": "string"},
         },
     }
+    named = {"type": "object", "required": ["type", "function"], "properties": {
+        "type": {"enum": ["function"]}, "function": {"type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string"}}}}}  # fmt: skip
+    tokens = {"type": "integer", "minimum": 1}
     return {
         "type": "object",
         "required": ["messages"],
@@ -81,13 +113,106 @@ def request_schema(guard: Guard) -> dict[str, Any]:
             "model": {"enum": [guard.name]},
             "messages": {"type": "array", "items": message, "minItems": 1},
             "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": tokens,
+            "max_completion_tokens": tokens,
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-            "seed": {"type": "integer"},
-            "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+            "stop": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1},
+                        "maxItems": MAX_STOP,
+                    },
+                ]
+            },
             "stream": {"type": "boolean"},
+            "stream_options": {
+                "type": "object",
+                "properties": {"include_usage": {"type": "boolean"}},
+            },
+            "tools": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {"type": {"enum": ["function"]}, "function": function},
+                },
+            },
+            "tool_choice": {"anyOf": [{"enum": ["none", "auto", "required"]}, named]},
             "tripwire": {"type": "object", "properties": {"scores": {"type": "boolean"}}},
+        },
+    }
+
+
+def response_schemas() -> dict[int | str, dict[str, Any]]:
+    """The chat completion route's answers, declared (schemathesis checks them)."""
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string", "minLength": 1},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    }
+    choice = {
+        "type": "object",
+        "required": ["index", "message", "finish_reason"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "message": {"type": "object", "required": ["role"]},
+            "finish_reason": {"enum": ["stop", "length", "tool_calls", "content_filter"]},
+        },
+    }
+    action = {"enum": ["allow", "flag", "block"]}
+    completion = {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices", "usage", "tripwire"],
+        "properties": {
+            "object": {"enum": ["chat.completion"]},
+            "choices": {"type": "array", "items": choice, "minItems": 1},
+            "usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens"]},
+            "tripwire": {"type": "object", "required": ["action"], "properties": {
+                "action": action}},
+        },
+    }  # fmt: skip
+    header = {"x-tripwire-action": {"schema": action}}
+    json_error = {"content": {"application/json": {"schema": error}}}
+    return {
+        200: {
+            "description": "the answer (a blocked one too): JSON, or SSE when streamed",
+            "headers": header,
+            "content": {
+                "application/json": {"schema": completion},
+                # each server-sent event: `data: <a chunk as JSON>`, the last `data: [DONE]`
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {"data": {"type": "string"}},
+                    }
+                },
+            },
+        },
+        **{
+            code: {"description": why, **json_error}
+            for code, why in [
+                (400, "a malformed body, message or parameter; a prompt over the context"),
+                (404, "an unknown model"),
+                (413, "a body over --max-body-bytes"),
+                (500, "the model failed while generating"),
+            ]
         },
     }
 
@@ -149,6 +274,7 @@ def create_app(
 
     @app.post(
         "/v1/chat/completions",
+        responses=response_schemas(),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -170,7 +296,7 @@ def create_app(
                 prep.request.cancelled.set()
                 prep.answer.close("cancelled")  # a no-op once the answer finished
             body = prep.answer.completion()
-            return JSONResponse(body, headers={"x-tripwire-action": body["tripwire"]["action"]})
+            return JSONResponse(body, headers=prep.answer.headers())
         return await _stream(prep, ticket)
 
     return app
@@ -202,9 +328,8 @@ async def _stream(prep: Prepared, ticket: Ticket) -> Response:
             prep.answer.close("cancelled")  # a no-op once the answer finished
         yield b"data: [DONE]\n\n"
 
-    action = prep.answer.gate.action if prep.answer.gate else "allow"
     return StreamingResponse(
-        body(), media_type="text/event-stream", headers={"x-tripwire-action": action}
+        body(), media_type="text/event-stream", headers=prep.answer.headers(streamed=True)
     )
 
 

@@ -20,10 +20,14 @@ from typing import Any
 from tripwire.guard.chat import ChatParams
 from tripwire.guard.engine import Event, Finish, Gate, Token
 from tripwire.guard.monitor import Action, Verdict, strictest
+from tripwire.guard.policy import Policy
 from tripwire.guard.tools import could_be_call, parse_tool_calls
 
 
-def notice(verdict: Verdict | None) -> str:
+def notice(verdict: Verdict | None, text: str | None = None) -> str:
+    """What replaces a blocked answer: the policy's ``text``, else the reasons."""
+    if text is not None:
+        return text
     reasons = "; ".join(verdict.reasons) if verdict and verdict.reasons else "detector score"
     return f"[tripwire: this answer was blocked ({reasons})]"
 
@@ -52,8 +56,10 @@ class Answer:
         model: str,
         prompt_tokens: int,
         on_done: Callable[[Answer, str | None], None] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.params, self.model, self.prompt_tokens = params, model, prompt_tokens
+        self.policy = policy or Policy()
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.started_ns = time.time_ns()
@@ -68,17 +74,52 @@ class Answer:
     def done(self) -> bool:
         return all(c.finish is not None for c in self.choices)
 
+    def _would(self, c: _Choice) -> Action:
+        """The action enforcing would take for this choice (what shadow mode reports)."""
+        acts: list[Action] = [self.gate.action if self.gate else "allow"]
+        if c.finish is not None:
+            if c.finish.reason == "content_filter":
+                acts.append("block")
+            if c.finish.verdict is not None:
+                acts.append(c.finish.verdict.action)
+            if c.finish.hold is not None:  # the hold gate's verdict (diff-kl-gen)
+                acts.append(c.finish.hold.action)
+        return strictest(acts)
+
     def _action(self, c: _Choice) -> Action:
-        if c.finish is not None and c.finish.reason == "content_filter":
-            return "block"
-        actions: list[Action] = [self.gate.action if self.gate else "allow"]
-        if c.finish is not None and c.finish.verdict is not None:  # the hold gate's verdict
-            actions.append(c.finish.verdict.action)
-        return strictest(actions)
+        return self._would(c) if self.policy.enforce else "allow"
 
     @property
-    def action(self) -> str:
+    def action(self) -> Action:
+        """The strictest action taken (``allow`` in shadow mode)."""
         return strictest([self._action(c) for c in self.choices])
+
+    @property
+    def shadow_action(self) -> Action | None:
+        """In shadow mode, the strictest action enforcing would have taken; else ``None``."""
+        if self.policy.enforce:
+            return None
+        return strictest([self._would(c) for c in self.choices])
+
+    @property
+    def gate_action(self) -> Action:
+        """The prefill gate's action as taken (the streamed header)."""
+        if self.gate is None or not self.policy.enforce:
+            return "allow"
+        return self.gate.action
+
+    def headers(self, streamed: bool = False) -> dict[str, str]:
+        """``x-tripwire-action`` (and in shadow mode ``x-tripwire-shadow-action``): the whole
+        answer's, or for a stream the prefill gate's (decided before the first chunk)."""
+        if streamed:
+            out: dict[str, str] = {"x-tripwire-action": self.gate_action}
+            if not self.policy.enforce:
+                out["x-tripwire-shadow-action"] = self.gate.action if self.gate else "allow"
+            return out
+        out = {"x-tripwire-action": str(self.action)}
+        if (shadow := self.shadow_action) is not None:
+            out["x-tripwire-shadow-action"] = shadow
+        return out
 
     def close(self, error: str | None = None) -> None:
         """Report an answer that will get no more events (``error``: why, if it failed)."""
@@ -109,24 +150,32 @@ class Answer:
         v = c.finish.verdict if c.finish is not None else None
         reasons = v.reasons if v is not None else []
         ext: dict[str, Any] = {"index": i, "action": self._action(c), "reasons": reasons}
-        if v is not None and v.stage == "hold":
-            ext["hold"] = v.to_dict()
+        if c.finish is not None and c.finish.hold is not None:
+            ext["hold"] = c.finish.hold.to_dict()
+        if not self.policy.enforce:
+            ext["shadow_action"] = self._would(c)
         if self.params.scores:
             ext["scores"] = c.scores
         return ext
 
     def extension(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "prefill": self.gate.to_dict() if self.gate else None,
-            "choices": [self._choice_ext(i, c) for i, c in enumerate(self.choices)],
-        }
+        prefill: dict[str, Any] | None = self.gate.to_dict() if self.gate else None
+        out: dict[str, Any] = {"action": self.action}
+        if not self.policy.enforce:
+            out["mode"] = "shadow"
+            out["shadow_action"] = self.shadow_action
+            if prefill is not None:
+                prefill = {**prefill, "action": "allow", "shadow_action": prefill["action"]}
+        out["prefill"] = prefill
+        out["choices"] = [self._choice_ext(i, c) for i, c in enumerate(self.choices)]
+        return out
 
     def _message(self, c: _Choice) -> tuple[dict[str, Any], str]:
         fin = c.finish
         assert fin is not None
         if fin.reason == "content_filter":
-            return {"role": "assistant", "content": notice(fin.verdict)}, "content_filter"
+            content = notice(fin.verdict, self.policy.notice)
+            return {"role": "assistant", "content": content}, "content_filter"
         text = "".join(c.text)
         calls = parse_tool_calls(text, self._names) if self._names else None
         if calls:
@@ -204,7 +253,9 @@ class Answer:
         held, self._held[i] = self._held[i], ""
         c = self.choices[i]
         if fin.reason == "content_filter":
-            choice = self._delta(i, {"content": notice(fin.verdict)}, "content_filter")
+            choice = self._delta(
+                i, {"content": notice(fin.verdict, self.policy.notice)}, "content_filter"
+            )
             choice["tripwire"] = self._choice_ext(i, c) | {"action": "block"}
             out = [self._chunk([choice])]
         else:
@@ -214,7 +265,10 @@ class Answer:
                 out = [self._chunk([self._delta(i, {"tool_calls": calls})])]
             else:
                 out = [self._chunk([self._delta(i, {"content": held})])] if held else []
-            out.append(self._chunk([self._delta(i, {}, reason)]))
+            last = self._delta(i, {}, reason)
+            if fin.verdict is not None or fin.hold is not None:  # a flag, a hold, a shadow
+                last["tripwire"] = self._choice_ext(i, c)
+            out.append(self._chunk([last]))
         if self.done and self.params.include_usage:
             out.append(self._chunk([], usage=self.usage()))
         return out

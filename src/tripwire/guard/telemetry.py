@@ -274,16 +274,17 @@ def evaluations(answer: Answer) -> list[dict[str, Any]]:
             )
     for i, choice in enumerate(answer.choices):
         verdict = choice.finish.verdict if choice.finish is not None else None
-        if verdict is not None and verdict.stage == "hold":  # diff-kl-gen's held-back tokens
-            for name, score in verdict.scores.items():
-                label = verdict.labels.get(name, "allow")
+        hold = choice.finish.hold if choice.finish is not None else None
+        if hold is not None:  # diff-kl-gen's held-back tokens
+            for name, score in hold.scores.items():
+                label = hold.labels.get(name, "allow")
                 out.append(
                     {
                         "gen_ai.evaluation.name": name,
                         "gen_ai.evaluation.score.value": float(score),
                         "gen_ai.evaluation.score.label": label,
                         "gen_ai.evaluation.explanation": _explain(
-                            name, verdict.reasons, label, name in verdict.labels
+                            name, hold.reasons, label, name in hold.labels
                         ),
                         "gen_ai.response.id": answer.id,
                         "tripwire.guard.stage": "hold",

@@ -71,8 +71,8 @@ def gate_all(guard: Guard, prompts: Sequence[list[Message]], batch_size: int = 8
             if isinstance(ev, Gate) and (not hold or ev.verdict.action == "block"):
                 got[i] = ev.verdict
             elif isinstance(ev, Finish) and hold and i not in got:
-                assert ev.verdict is not None, "a held-back answer finishes with its verdict"
-                got[i] = ev.verdict
+                assert ev.hold is not None, "a held-back answer finishes with its hold verdict"
+                got[i] = ev.hold
 
         guard.run(preps, sink)
         verdicts += [got[i] for i in range(len(preps))]
