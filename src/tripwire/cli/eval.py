@@ -29,6 +29,13 @@ ModelArgs = Annotated[
 ]
 
 
+Limit = Annotated[
+    int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
+]
+Conditions = Annotated[
+    list[str] | None,
+    typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
+]
 BaseUrl = Annotated[
     str | None,
     typer.Option(
@@ -129,9 +136,7 @@ def run_cmd(
     ),
     model_arg: ModelArgs = None,
     model_base_url: BaseUrl = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
-    ] = None,
+    limit: Limit = None,
     condition: Annotated[str | None, typer.Option(help="run only this condition")] = None,
     log_dir: Annotated[Path, typer.Option(help="where .eval logs and results go")] = Path(
         "logs/behavior"
@@ -297,15 +302,10 @@ def sweep_cmd(
     models: Annotated[
         list[str], typer.Option("--model", "-m", help="repeatable: every Inspect model to run")
     ],
-    condition: Annotated[
-        list[str] | None,
-        typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
-    ] = None,
+    condition: Conditions = None,
     model_arg: ModelArgs = None,
     model_base_url: BaseUrl = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
-    ] = None,
+    limit: Limit = None,
     log_dir: Annotated[
         Path, typer.Option(help="the eval set's logs; the same folder again resumes the sweep")
     ] = Path("logs/sweep"),
@@ -368,13 +368,8 @@ def guarded_cmd(
     name: Annotated[
         str | None, typer.Option(help="model name sent to both (default: what each serves)")
     ] = None,
-    condition: Annotated[
-        list[str] | None,
-        typer.Option("--condition", help="repeatable: keep these conditions (and the control)"),
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="samples per condition (smoke runs)")
-    ] = None,
+    condition: Conditions = None,
+    limit: Limit = None,
     log_dir: Annotated[
         Path, typer.Option(help="the eval set's logs; the same folder again resumes it")
     ] = Path("logs/guarded"),
