@@ -119,16 +119,27 @@ def test_guard_organism_reports_blocks_beside_neutral_false_blocks(
     assert len(cal_scores) == 120 and json.dumps(res)
 
 
-def test_diff_kl_without_an_adapter_is_one_line_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["diff-kl", "diff-kl-gen"])
+def test_diff_kl_without_an_adapter_is_one_line_exit_2(tmp_path: Path, name: str) -> None:
     from tripwire.errors import UsageError
     from tripwire.guard.api import load_detectors
 
     with pytest.raises(UsageError, match="give --adapter DIR"):
-        load_detectors(["diff-kl"], None)
+        load_detectors([name], None)
     traffic = tmp_path / "t.jsonl"
     traffic.write_text('{"prompt": "Hello."}\n')
-    calibrate = ["guard", "calibrate", "--detector", "diff-kl", "--traffic", str(traffic)]
-    for args in (["guard", "--detector", "diff-kl"], calibrate):
+    calibrate = ["guard", "calibrate", "--detector", name, "--traffic", str(traffic)]
+    for args in (["guard", "--detector", name], calibrate):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, res.output
         assert "give --adapter DIR" in res.output and len(res.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]  # nothing written
+
+
+def test_guard_zoo_with_an_unknown_detector_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "gz.json"
+    res = runner.invoke(app, ["guard", "zoo", "--zoo", str(tmp_path), "--detector", "kl",
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "unknown --detector 'kl'" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not out.exists()

@@ -28,7 +28,6 @@ from tripwire.guard.backend import GuardBackend, TransformersBackend
 from tripwire.guard.chat import ChatParams, RequestError, parse_body, render
 from tripwire.guard.detectors import (
     BUILTINS,
-    DIFF_KL,
     GuardDetector,
     diff_kl_detector,
     load_detector,
@@ -109,8 +108,9 @@ class Guard:
         self.policy.check_detectors([d.name for d in detectors])
         self.monitor = Monitor(detectors, self.policy)
         if self.monitor.needs_base and base is None and backend is None:
+            diffing = next(d.name for d in self.monitor.detectors if d.needs_base)
             raise UsageError(
-                f"detector {DIFF_KL} diffs the served fine-tune against its clean base: serve "
+                f"detector {diffing} diffs the served fine-tune against its clean base: serve "
                 "--model BASE --adapter DIR"
             )
         self.base = base if self.monitor.needs_base else None
