@@ -1,6 +1,8 @@
-"""API keys as a gateway treats them: ``keys revoke`` takes effect on the very next request (no
-cache keeps a revoked key alive), a key whose tenant was deleted is refused with 401 before its
-events reach the writer's commit group, and ``keys list`` shows each key's status."""
+"""API keys as a gateway treats them: ``keys revoke`` takes effect on the very next request
+(reads look the key up each time; ingest's cached key is confirmed inside the writer's commit,
+so no cache keeps a revoked key alive), a key whose tenant was deleted is refused with 401 and
+stores nothing without failing the others in its commit group, and ``keys list`` shows each
+key's status."""
 
 from __future__ import annotations
 
@@ -29,13 +31,25 @@ def _prefix(key: str) -> str:
     return key.split("_")[1]
 
 
+def _stored(api: Api) -> int:
+    with api.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(store.events)).scalar_one())
+
+
 def test_a_revoked_key_is_refused_on_the_next_request(api: Api) -> None:
-    assert api.get("/v1/stats").status_code == 200  # the key has been seen (and was cached)
+    assert api.get("/v1/stats").status_code == 200
+    assert api.post("/v1/events", json=EV).status_code == 200  # now in ingest's key cache
+    assert api.client.app.state.keys.hit(api.key) is not None
     with api.engine.begin() as conn:
         conn.execute(update(store.api_keys).values(revoked=True))
     r = api.get("/v1/stats")
     assert r.status_code == 401 and "revoked" in r.json()["error"]
+    r = api.post("/v1/events", json=EV)  # the cache still has it: the writer's commit refuses
+    assert r.status_code == 401 and r.json() == {"error": "invalid or revoked API key"}
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert api.client.app.state.keys.hit(api.key) is None  # and it left the cache
     assert api.post("/v1/events", json=EV).status_code == 401
+    assert _stored(api) == 1
 
 
 def _delete_tenant(api: Api, name: str) -> None:
@@ -53,7 +67,9 @@ def _delete_tenant(api: Api, name: str) -> None:
 
 def test_a_deleted_tenants_key_gets_401_and_spares_the_commit_group(api: Api) -> None:
     gone = api.new_key("gone")
-    assert api.client.get("/v1/stats", headers={"Authorization": f"Bearer {gone}"}).is_success
+    h_gone = {"Authorization": f"Bearer {gone}"}
+    assert api.client.get("/v1/stats", headers=h_gone).is_success
+    assert api.client.post("/v1/events", headers=h_gone, json=EV).is_success  # cached
     _delete_tenant(api, "gone")
 
     def post(key: str) -> int:
@@ -65,9 +81,7 @@ def test_a_deleted_tenants_key_gets_401_and_spares_the_commit_group(api: Api) ->
         codes = list(pool.map(post, [gone, api.key] * 20))
     assert codes[0::2] == [401] * 20
     assert codes[1::2] == [200] * 20
-    with api.engine.connect() as conn:
-        n = conn.execute(select(func.count()).select_from(store.events)).scalar_one()
-    assert n == 20
+    assert _stored(api) == 1 + 20
 
 
 def test_keys_revoke_against_a_running_server(sqlite_url: str, tmp_path: Path) -> None:

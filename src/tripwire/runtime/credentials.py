@@ -37,6 +37,18 @@ def live_key(conn: Connection, key_hash: str) -> tuple[int, int] | None:
     return None if row is None else (int(row.id), int(row.tenant_id))
 
 
+def live_key_ids(conn: Connection, key_ids: set[int]) -> set[int]:
+    """Those of ``key_ids`` that are unrevoked keys of existing tenants (one read for a group)."""
+    if not key_ids:
+        return set()
+    q = (
+        select(_k.id)
+        .join(store.tenants, _t.id == _k.tenant_id)
+        .where(_k.id.in_(sorted(key_ids)), _k.revoked.is_(False))
+    )
+    return {int(r.id) for r in conn.execute(q)}
+
+
 def list_keys(conn: Connection) -> list[dict[str, Any]]:
     """Every key (id, prefix, tenant name, created, revoked, revoked_at), in id order."""
     q = (

@@ -7,6 +7,8 @@
     │                 └── TraceError (+ ApiError)   an OTLP body that cannot be decoded     400
     │                     └── UnsupportedMediaType  neither JSON nor protobuf               415
     └── ApiError                                    answered as ``{"error": message}``      500
+        ├── KeyRefused                              the request's key was revoked (or its
+        │                                           tenant deleted) before the commit       401
         ├── StoreRejected                           events the store refuses as sent        422
         ├── StoreUnavailable                        the database did not commit (in time)   503
         └── UpstreamError                           the proxied model or a monitor's
@@ -41,6 +43,13 @@ class UnsupportedMediaType(TraceError):
     status_code = 415
 
 
+class KeyRefused(ApiError):
+    """The writer found the request's API key revoked, or its tenant deleted, inside the commit's
+    transaction: nothing of the request was stored."""
+
+    status_code = 401
+
+
 class StoreRejected(ApiError):
     """Events the store refuses as sent (a value the database cannot hold, an idempotency key
     already used for a different event): retrying the same request fails the same way."""
@@ -64,6 +73,7 @@ class UpstreamError(ApiError):
 
 __all__ = [
     "ApiError",
+    "KeyRefused",
     "StoreRejected",
     "StoreUnavailable",
     "TraceError",

@@ -27,6 +27,7 @@ class Job:
     tenant: int
     events: list[Event]
     future: Future[list[dict[str, Any]]]
+    key_id: int | None = None  # the API key it came with, confirmed live inside the commit
 
     def idem_keys(self) -> set[tuple[int, str]]:
         return {(self.tenant, e.key) for e in self.events if e.key is not None}

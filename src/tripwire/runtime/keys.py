@@ -3,10 +3,15 @@
 The secret is 32 random bytes, so a plain SHA-256 is enough (a slow password hash only matters
 for low-entropy secrets). The key is shown once, at creation; only its prefix is ever logged.
 
-Every request looks its key up in the database (one read by the unique hash index, joined to the
-tenant): there is no cache, so ``tripwire keys revoke`` takes effect on the next request, as at
-an API gateway, and a key whose tenant was deleted is refused (401) before its events are ever
-handed to the writer. A cache with a revocation counter would cost the same read per request.
+Reads and the dashboard look the key up in the database on every request (one read by the
+unique hash index, joined to the tenant), so ``tripwire keys revoke`` takes effect on the next
+request, as at an API gateway. The ingest routes, the hot path, find the key in a small
+in-process cache instead (:meth:`Keys.cached`, filled by that same read on a miss) and hand its
+id to the writer, whose group transaction confirms every key of the group is still live in one
+read: a revoked key, or one whose tenant was deleted, stores nothing from the next commit on,
+is answered 401, and leaves the cache. The guarantee is the same as a per-request look-up (no
+event of a revoked key is stored after the revocation commits) at one read per group commit
+instead of one per request.
 """
 
 from __future__ import annotations
@@ -106,10 +111,36 @@ def revoke_key(engine: Engine, ident: str) -> tuple[int, str, bool]:
 
 
 class Keys:
-    """The API's key lookups, on ``engine``: :func:`tenant_for` per request, never cached."""
+    """The API's key lookups, on ``engine``: :meth:`tenant` and :meth:`key` read the database
+    every time; :meth:`cached` answers the ingest routes from memory (their writer confirms the
+    key inside its commit, :meth:`forget` drops a key it refused)."""
+
+    #: Keys held in memory at most (a full cache is emptied: the next requests read again).
+    CACHE_SIZE = 10_000
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._cache: dict[str, tuple[int, int]] = {}
+
+    def hit(self, key: str) -> tuple[int, int] | None:
+        """``(key_id, tenant_id)`` of a key already in the cache, else None (no database read)."""
+        return self._cache.get(hash_key(key))
+
+    def cached(self, key: str) -> tuple[int, int] | None:
+        """:meth:`hit`, else the database's answer, remembered when the key is live."""
+        h = hash_key(key)
+        found = self._cache.get(h)
+        if found is None:
+            found = key_for(self.engine, key)
+            if found is not None:
+                if len(self._cache) >= self.CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[h] = found
+        return found
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` from the cache (the writer found it revoked)."""
+        self._cache.pop(hash_key(key), None)
 
     def tenant(self, key: str) -> int | None:
         return tenant_for(self.engine, key)

@@ -21,6 +21,11 @@ transaction). Events with an idempotency key that is already stored are answered
 not stored again; two requests sharing a key are never in one group, so the second finds the
 first's events. A waiter that gave up before the writer took its request leaves nothing stored;
 once taken, a request is committed and answered even when nobody waits any more.
+
+A request may carry the id of the API key it came with (the ingest routes check keys against an
+in-process cache, :class:`~tripwire.runtime.keys.Keys`): the group's transaction confirms those
+keys are still live in one read, and a request whose key was revoked, or whose tenant was
+deleted, in the meantime fails with :class:`KeyRefused` and stores nothing.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DataError
 
-from tripwire.runtime import queries, store
+from tripwire.runtime import credentials, queries, store
 from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm
-from tripwire.runtime.errors import ApiError, StoreRejected, StoreUnavailable
+from tripwire.runtime.errors import ApiError, KeyRefused, StoreRejected, StoreUnavailable
 from tripwire.runtime.events import Event, evaluation_values
 from tripwire.runtime.groupcommit import (
     Job,
@@ -126,26 +131,36 @@ class Service:
         self._thread.start()
 
     # -- public -----------------------------------------------------------------------------
-    def submit(self, tenant: int, events: list[Event]) -> Future[list[dict[str, Any]]]:
-        """Queue events; after commit the future gives ``[{id, score, action, audit, ...}]``."""
+    def submit(
+        self, tenant: int, events: list[Event], key_id: int | None = None
+    ) -> Future[list[dict[str, Any]]]:
+        """Queue events; after commit the future gives ``[{id, score, action, audit, ...}]``.
+        With ``key_id``, the commit first confirms that key is still live."""
         fut: Future[list[dict[str, Any]]] = Future()
-        self._queue.put(Job(tenant, events, fut))
+        self._queue.put(Job(tenant, events, fut, key_id))
         return fut
 
     async def commit(
-        self, tenant: int, events: list[Event], timeout: float = COMMIT_TIMEOUT
+        self,
+        tenant: int,
+        events: list[Event],
+        timeout: float = COMMIT_TIMEOUT,
+        key_id: int | None = None,
     ) -> list[dict[str, Any]]:
         """:meth:`submit` for a request handler: await the commit, or raise
         :class:`StoreUnavailable` (nothing acknowledged) when it fails or takes over ``timeout``
         (then the commit may still land: the message says so), :class:`StoreRejected` when the
-        database refuses the request's own values."""
+        database refuses the request's own values, :class:`KeyRefused` when ``key_id`` was
+        revoked (or its tenant deleted) before the commit."""
         retry = (
             "retrying with the same idempotency keys is safe"
             if events and all(e.key is not None for e in events)
             else "a retry may store them twice (send an Idempotency-Key to make retries safe)"
         )
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self.submit(tenant, events)), timeout)
+            return await asyncio.wait_for(
+                asyncio.wrap_future(self.submit(tenant, events, key_id)), timeout
+            )
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"the store did not answer within {timeout:g} s: the events may or may not "
@@ -309,6 +324,7 @@ class Service:
                     self._has_state.add(t)
                     before[t] = int(row.last_event_id)
                     self._sync(conn, t, row)
+                jobs = self._live(conn, jobs)
                 found = stored(conn, jobs)
                 parts: list[Part] = []
                 for j in jobs:
@@ -336,6 +352,22 @@ class Service:
             if not pt.job.future.done():
                 pt.job.future.set_result(pt.answer())
         return [pt for pt in fresh if pt.ids]
+
+    @staticmethod
+    def _live(conn: Connection, jobs: list[Job]) -> list[Job]:
+        """The jobs whose API key (when they carry one) is still live; the others fail with
+        :class:`KeyRefused` and store nothing. One read for the whole group."""
+        ids = {j.key_id for j in jobs if j.key_id is not None}
+        if not ids:
+            return jobs
+        live = credentials.live_key_ids(conn, ids)
+        keep = []
+        for j in jobs:
+            if j.key_id is None or j.key_id in live:
+                keep.append(j)
+            else:
+                j.future.set_exception(KeyRefused("invalid or revoked API key"))
+        return keep
 
     def _sync(self, conn: Connection, tenant: int, row: Any) -> None:
         """Hook the tenant's pipeline to this transaction and, when the committed state is not

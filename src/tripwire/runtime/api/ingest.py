@@ -10,7 +10,7 @@ event already stored under its key is answered as it was the first time, not sto
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from tripwire.runtime import jsonsafe
-from tripwire.runtime.api.deps import ServiceDep, Tenant
+from tripwire.runtime.api.deps import IngestAuth, IngestKey, ServiceDep, refused
 from tripwire.runtime.api.schemas import (
     EVENTS,
     EVENTS_SCHEMA,
@@ -26,8 +26,10 @@ from tripwire.runtime.api.schemas import (
     EventBatch,
     EventsAccepted,
 )
+from tripwire.runtime.errors import KeyRefused
 from tripwire.runtime.events import Event
 from tripwire.runtime.ingest_otlp import parse_request, response_body
+from tripwire.runtime.service import Service
 
 router = APIRouter(
     tags=["ingest"],
@@ -62,6 +64,17 @@ def _invalid(raw: bytes, exc: ValidationError) -> Exception:
     return RequestValidationError(errs, body=body)
 
 
+async def _commit(
+    request: Request, service: Service, auth: IngestKey, evs: list[Event]
+) -> list[dict[str, Any]]:
+    """Commit under the request's key; a key the writer finds revoked leaves the cache (401)."""
+    try:
+        return await service.commit(auth.tenant, evs, key_id=auth.key_id)
+    except KeyRefused:
+        request.app.state.keys.forget(auth.key)
+        raise refused() from None
+
+
 @router.post(
     "/v1/events",
     response_model=EventsAccepted,
@@ -73,7 +86,7 @@ def _invalid(raw: bytes, exc: ValidationError) -> Exception:
     },
 )
 async def post_events(
-    request: Request, tid: Tenant, service: ServiceDep, key: IdempotencyKey = None
+    request: Request, auth: IngestAuth, service: ServiceDep, key: IdempotencyKey = None
 ) -> Response:
     """Store and score one event, or a batch ``{"events": [...]}``. Answers 200 only after the
     events are committed; the answer carries each verdict (allow / flag / defer / block), so an
@@ -87,7 +100,7 @@ async def post_events(
         raise _invalid(raw, exc) from exc
     items = payload.events if isinstance(payload, EventBatch) else [payload]
     evs = [Event.from_in(e, key=None if key is None else f"{key}#{i}") for i, e in enumerate(items)]
-    out = await service.commit(tid, evs)
+    out = await _commit(request, service, auth, evs)
     return Response(
         json.dumps({"accepted": len(out), "events": out}), media_type="application/json"
     )
@@ -106,14 +119,14 @@ async def post_events(
         }
     },
 )
-async def post_traces(request: Request, tid: Tenant, service: ServiceDep) -> Response:
+async def post_traces(request: Request, auth: IngestAuth, service: ServiceDep) -> Response:
     """OTLP/HTTP trace export (JSON or protobuf) with GenAI or OpenInference attributes."""
     ctype = request.headers.get("content-type", "application/json")
     # A body that does not decode raises TraceError (400), a content type that is neither
     # UnsupportedMediaType (415): the app's ApiError handler answers both.
     evs = parse_request(await request.body(), ctype)
     if evs:
-        await service.commit(tid, evs)
+        await _commit(request, service, auth, evs)
     body, media = response_body(ctype)
     return Response(body, media_type=media)
 
