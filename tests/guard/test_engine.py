@@ -81,8 +81,8 @@ def test_held_out_triggers_blocked_and_honest_prompts_pass(
 def test_the_gate_reads_what_capture_reads_in_a_padded_batch(
     llama: Any, planted: Path, tmp_path: Path, kind: str
 ) -> None:
-    """Linear detectors are scored on the device, the others on the CPU: both equal
-    ``suspicion`` of the residuals the public ``capture()`` reads."""
+    """Linear and Mahalanobis detectors are scored on the device (each in its own form): both
+    equal ``suspicion`` of the residuals the public ``capture()`` reads."""
     base = planted
     if kind == "mahalanobis":
         honest = [Rendered(llama.chat(m)) for m in honest_traffic(30)]
@@ -92,6 +92,7 @@ def test_the_gate_reads_what_capture_reads_in_a_padded_batch(
         base = tmp_path / "maha"
     det = load_detector(f"{base}:{LAYER}")
     assert (det.linear is not None) == (kind == "diffmeans")
+    assert (det.gaussian is not None) == (kind == "mahalanobis")
     guard = Guard(llama, [det])
     msgs = [user("Hi"), user(PROMPTS[3] + " " + PROMPTS[4], trigger=True), user(PROMPTS[5])]
     preps = [guard.prepare({"messages": m, "max_tokens": 1}) for m in msgs]

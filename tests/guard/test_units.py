@@ -152,3 +152,28 @@ def test_detector_layers_given_beat_stored_and_none_is_an_error(tmp_path: Path) 
     assert again.linear is not None  # a linear classifier: scored on the device
     x = rng.standard_normal((3, 4))
     np.testing.assert_allclose(again.score({2: x}), x @ again.linear[0] + again.linear[1])
+
+
+def test_a_mahalanobis_detector_over_two_layers_scores_on_the_device_as_it_does_itself(
+    tmp_path: Path,
+) -> None:
+    """The monitor's device form of a block-wise Mahalanobis detector (one block per layer) gives
+    the detector's own suspicion, row by row."""
+    import torch
+
+    from tripwire.guard.monitor import Monitor
+    from tripwire.whitebox import MahalanobisDetector
+    from tripwire.whitebox.detectors import suspicion
+
+    rng = np.random.default_rng(1)
+    det = MahalanobisDetector(n_blocks=2).fit(rng.standard_normal((300, 12)))
+    det.save(tmp_path / "m")
+    g = load_detector(f"{tmp_path / 'm'}:1,3")
+    assert g.gaussian is not None and g.linear is None
+    x = rng.standard_normal((5, 12)) * np.array([1.0] * 6 + [3.0] * 6)  # the second layer odd
+    residuals = {1: torch.tensor(x[:, :6], dtype=torch.float32),
+                 3: torch.tensor(x[:, 6:], dtype=torch.float32)}  # fmt: skip
+    scores, errors = Monitor([g]).score(residuals)
+    assert not errors
+    np.testing.assert_allclose(scores["m"], suspicion(det, x), rtol=1e-4, atol=1e-4)
+    assert scores["m"].argmax() == suspicion(det, x).argmax()

@@ -41,7 +41,7 @@ from tripwire._io import write_json
 from tripwire.errors import DataError, UsageError
 from tripwire.guard.rules import DecodeRule
 from tripwire.whitebox.concepts import ConceptVector
-from tripwire.whitebox.detectors import Detector, suspicion
+from tripwire.whitebox.detectors import Detector, MahalanobisDetector, suspicion
 from tripwire.whitebox.detectors._base import Persisted
 
 SIDECAR_VERSION = 1
@@ -56,6 +56,19 @@ HOLD_TOKENS = 8
 Scorer = Callable[[np.ndarray], np.ndarray]
 #: A linear score ``x @ w + b`` over the concatenated layers (read on the model's device).
 Linear = tuple[np.ndarray, float]
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """A Mahalanobis detector's score in a form the monitor computes on the model's device:
+    per feature block ``b`` the log of the squared distance from ``means[b]`` under
+    ``precisions[b]`` (divided by the block's width), z-scored by ``z_mean[b]``/``z_std[b]``,
+    averaged over blocks (the same number as the detector's own suspicion)."""
+
+    means: np.ndarray  # (blocks, width)
+    precisions: np.ndarray  # (blocks, width, width)
+    z_mean: np.ndarray  # (blocks,)
+    z_std: np.ndarray  # (blocks,)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class GuardDetector:
         path: the detector's base path (where ``calibrate`` writes the sidecar).
         linear: the same score as ``(w, b)`` when it is linear (linear classifiers, concept
             vectors), so the monitor computes it with one matrix product on the device.
+        gaussian: the same score as a :class:`Gaussian` (Mahalanobis detectors), also computed
+            on the device, without a copy to the CPU or a call into NumPy's threads.
     """
 
     name: str
@@ -93,6 +108,7 @@ class GuardDetector:
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     linear: Linear | None = None
+    gaussian: Gaussian | None = None
     needs_base: bool = False  # scores the served model's logits against the clean base's
     # generated tokens held back before the gate decides (0: the gate reads the prompt only)
     hold: int = 0
@@ -122,9 +138,11 @@ def _base(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
-def _load_object(base: Path) -> tuple[Scorer, Linear | None, list[int] | None, str]:
-    """The scorer, its linear form (if any), the layers the object knows it reads (if any), and
-    what kind it is."""
+def _load_object(
+    base: Path,
+) -> tuple[Scorer, Linear | Gaussian | None, list[int] | None, str]:
+    """The scorer, its linear or Gaussian form (if any), the layers the object knows it reads
+    (if any), and what kind it is."""
     meta_file = base.with_suffix(".json")
     if not meta_file.is_file() or not base.with_suffix(".safetensors").is_file():
         raise UsageError(
@@ -141,10 +159,12 @@ def _load_object(base: Path) -> tuple[Scorer, Linear | None, list[int] | None, s
         linear = (cv.readout_w / sd, (cv.readout_b - cv.neutral_mean) / sd)
         return cv.zscore, linear, [cv.layer], f"concept:{cv.name}"
     det = Persisted.load(base)
-    lin = None
+    form: Linear | Gaussian | None = None
     if isinstance(det, Detector):  # a linear classifier: suspicion = X @ direction_ + bias_
-        lin = (np.asarray(det.direction_, dtype=np.float64), float(getattr(det, "bias_", 0.0)))
-    return (lambda x: suspicion(det, x)), lin, None, f"detector:{det.kind}"
+        form = (np.asarray(det.direction_, dtype=np.float64), float(getattr(det, "bias_", 0.0)))
+    elif isinstance(det, MahalanobisDetector):
+        form = Gaussian(det.means_, det.precisions_, det.z_mean_, det.z_std_)
+    return (lambda x: suspicion(det, x)), form, None, f"detector:{det.kind}"
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -202,7 +222,7 @@ def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> Guar
     """
     path, spec_layers = parse_spec(str(spec))
     base = _base(path)
-    scorer, linear, own_layers, kind = _load_object(base)
+    scorer, form, own_layers, kind = _load_object(base)
     side = _read_sidecar(sidecar_path(base))
     chosen = own_layers or spec_layers or layers or (side or {}).get("layers")
     if not chosen:
@@ -224,7 +244,8 @@ def load_detector(spec: str | Path, layers: Sequence[int] | None = None) -> Guar
         decode=decode,
         path=base,
         meta={"kind": kind, "model": (side or {}).get("model")},
-        linear=linear,
+        linear=form if isinstance(form, tuple) else None,
+        gaussian=form if isinstance(form, Gaussian) else None,
     )
 
 
@@ -253,6 +274,7 @@ __all__ = [
     "BUILTINS",
     "DIFF_KL",
     "DIFF_KL_GEN",
+    "Gaussian",
     "GuardDetector",
     "HOLD_TOKENS",
     "PrefillThresholds",

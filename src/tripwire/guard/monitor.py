@@ -90,6 +90,7 @@ class Monitor:
         self.policy = policy or Policy()
         self.layers = sorted({i for d in self.detectors for i in d.layers})
         self._weights: dict[str, tuple[torch.Tensor, float]] = {}
+        self._gauss: dict[str, tuple[torch.Tensor, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
@@ -111,6 +112,21 @@ class Monitor:
             self._weights[d.name] = (torch.as_tensor(w, dtype=torch.float32, device=like.device), b)
         return self._weights[d.name]
 
+    def _gaussian(self, d: GuardDetector, x: torch.Tensor) -> torch.Tensor:
+        """Mean over blocks of the z-scored log squared Mahalanobis distance, on ``x``'s device."""
+        g = d.gaussian
+        assert g is not None
+        if d.name not in self._gauss:
+            self._gauss[d.name] = tuple(
+                torch.as_tensor(a, dtype=torch.float32, device=x.device)
+                for a in (g.means, g.precisions, g.z_mean, g.z_std)
+            )
+        means, precs, zm, zs = self._gauss[d.name]
+        blocks, width = means.shape
+        c = x.reshape(x.shape[0], blocks, width) - means  # (rows, blocks, width)
+        dist = (torch.einsum("rbi,bij->rbj", c, precs) * c).sum(-1) / width
+        return ((dist.clamp(min=1e-12).log() - zm) / zs).mean(dim=1)
+
     def _one(
         self,
         d: GuardDetector,
@@ -126,6 +142,9 @@ class Monitor:
             x = torch.cat([residuals[i] for i in d.layers], dim=1)
             w, b = self._linear(d, x)
             return (x @ w + b).double().cpu().numpy()
+        if d.gaussian is not None:
+            x = torch.cat([residuals[i] for i in d.layers], dim=1)
+            return self._gaussian(d, x).double().cpu().numpy()
         return d.score({i: residuals[i].cpu().numpy() for i in d.layers})
 
     def score(
@@ -137,8 +156,8 @@ class Monitor:
         """Suspicion per detector per row (higher = more suspicious), and the detectors that
         raised (their scores are missing; the others are unaffected).
 
-        Linear detectors are one matrix product on the model's device; the others (outlier
-        detectors) score the residuals copied to the CPU; diffing detectors score ``logits``
+        Linear detectors are one matrix product on the model's device, Mahalanobis detectors a
+        few; the others score the residuals copied to the CPU; diffing detectors score ``logits``
         against ``base_logits`` (at prefill only: without them they give no score)."""
         out: Scores = {}
         errors: Errors = {}
