@@ -47,6 +47,7 @@ SURFACE = {
     ],
     "tripwire.runtime.errors": [
         "ApiError",
+        "KeyRefused",
         "StoreRejected",
         "StoreUnavailable",
         "TraceError",

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.runtime.api import ROUTERS
+from tripwire.runtime.api.fastpath import FastIngest
 from tripwire.runtime.api.limits import BODY_TIMEOUT_S, BodyLimit
 from tripwire.runtime.api.schemas import EVENTS_DEFS, evaluation_attributes
 from tripwire.runtime.api.urlguard import NoNulInUrl
@@ -77,10 +78,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    engine: Engine, config: RuntimeConfig | None = None, body_timeout: float = BODY_TIMEOUT_S
+    engine: Engine,
+    config: RuntimeConfig | None = None,
+    body_timeout: float = BODY_TIMEOUT_S,
+    fast_ingest: bool = True,
 ) -> FastAPI:
     """The service on ``engine`` (already migrated). The writer thread starts with the app;
-    a request body must arrive within ``body_timeout`` seconds (408 otherwise)."""
+    a request body must arrive within ``body_timeout`` seconds (408 otherwise).
+    ``fast_ingest``: ordinary ``POST /v1/events`` requests are answered by
+    :class:`~tripwire.runtime.api.fastpath.FastIngest` (the same answers as the route, which
+    the tests check by turning it off)."""
     app = FastAPI(
         title="tripwire runtime",
         version="0.1.0",
@@ -91,6 +98,8 @@ def create_app(
     app.state.engine = engine
     app.state.config = config or RuntimeConfig()
     app.state.keys = Keys(engine)
+    if fast_ingest:
+        app.add_middleware(FastIngest)  # innermost: inside the body and URL limits
     app.add_middleware(BodyLimit, timeout=body_timeout)
     app.add_middleware(NoNulInUrl)
     app.exception_handler(RequestValidationError)(_validation_error)

@@ -10,6 +10,7 @@ event already stored under its key is answered as it was the first time, not sto
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from tripwire.runtime import jsonsafe
-from tripwire.runtime.api.deps import IngestAuth, IngestKey, ServiceDep, refused
+from tripwire.runtime.api.deps import IngestAuth, IngestKey, KeysDep, ServiceDep, refused
 from tripwire.runtime.api.schemas import (
     EVENTS,
     EVENTS_SCHEMA,
@@ -29,12 +30,16 @@ from tripwire.runtime.api.schemas import (
 from tripwire.runtime.errors import KeyRefused
 from tripwire.runtime.events import Event
 from tripwire.runtime.ingest_otlp import parse_request, response_body
+from tripwire.runtime.keys import Keys
 from tripwire.runtime.service import Service
 
 router = APIRouter(
     tags=["ingest"],
     responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
+
+#: A valid ``Idempotency-Key`` header: 1-200 printable ASCII characters.
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
 
 IdempotencyKey = Annotated[
     str | None,
@@ -64,14 +69,33 @@ def _invalid(raw: bytes, exc: ValidationError) -> Exception:
     return RequestValidationError(errs, body=body)
 
 
-async def _commit(
-    request: Request, service: Service, auth: IngestKey, evs: list[Event]
+def parse_events(raw: bytes, key: str | None) -> list[Event]:
+    """The events of a ``POST /v1/events`` body (one event or ``{"events": [...]}``), event
+    ``i`` keyed ``KEY#i`` by the request's ``Idempotency-Key``; a 422 error when it does not
+    validate. Parsed straight from bytes by pydantic's JSON validator: this is the hot path."""
+    try:
+        payload = EVENTS.validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid(raw, exc) from exc
+    items = payload.events if isinstance(payload, EventBatch) else [payload]
+    return [
+        Event.from_in(e, key=None if key is None else f"{key}#{i}") for i, e in enumerate(items)
+    ]
+
+
+def accepted(out: list[dict[str, Any]]) -> bytes:
+    """The 200 body: how many events, and each one's id and verdict."""
+    return json.dumps({"accepted": len(out), "events": out}).encode()
+
+
+async def commit_under(
+    keys: Keys, service: Service, auth: IngestKey, evs: list[Event]
 ) -> list[dict[str, Any]]:
     """Commit under the request's key; a key the writer finds revoked leaves the cache (401)."""
     try:
         return await service.commit(auth.tenant, evs, key_id=auth.key_id)
     except KeyRefused:
-        request.app.state.keys.forget(auth.key)
+        keys.forget(auth.key)
         raise refused() from None
 
 
@@ -86,24 +110,23 @@ async def _commit(
     },
 )
 async def post_events(
-    request: Request, auth: IngestAuth, service: ServiceDep, key: IdempotencyKey = None
+    request: Request,
+    auth: IngestAuth,
+    service: ServiceDep,
+    keys: KeysDep,
+    key: IdempotencyKey = None,
 ) -> Response:
     """Store and score one event, or a batch ``{"events": [...]}``. Answers 200 only after the
     events are committed; the answer carries each verdict (allow / flag / defer / block), so an
     agent harness can call this before executing a step. With an ``Idempotency-Key`` (or
-    events' own ``idempotency_key``) a retry is answered from the store, never stored twice."""
-    # Parsed straight from bytes by pydantic's JSON validator: this is the hot path.
-    raw = await request.body()
-    try:
-        payload = EVENTS.validate_json(raw)
-    except ValidationError as exc:
-        raise _invalid(raw, exc) from exc
-    items = payload.events if isinstance(payload, EventBatch) else [payload]
-    evs = [Event.from_in(e, key=None if key is None else f"{key}#{i}") for i, e in enumerate(items)]
-    out = await _commit(request, service, auth, evs)
-    return Response(
-        json.dumps({"accepted": len(out), "events": out}), media_type="application/json"
-    )
+    events' own ``idempotency_key``) a retry is answered from the store, never stored twice.
+
+    The ordinary request (a cached live key, a body that validates) is answered by
+    :class:`~tripwire.runtime.api.fastpath.FastIngest` before it reaches this route, with the
+    same answer; this route answers the rest."""
+    evs = parse_events(await request.body(), key)
+    out = await commit_under(keys, service, auth, evs)
+    return Response(accepted(out), media_type="application/json")
 
 
 @router.post(
@@ -126,9 +149,9 @@ async def post_traces(request: Request, auth: IngestAuth, service: ServiceDep) -
     # UnsupportedMediaType (415): the app's ApiError handler answers both.
     evs = parse_request(await request.body(), ctype)
     if evs:
-        await _commit(request, service, auth, evs)
+        await commit_under(request.app.state.keys, service, auth, evs)
     body, media = response_body(ctype)
     return Response(body, media_type=media)
 
 
-__all__ = ["router"]
+__all__ = ["IDEMPOTENCY_KEY", "accepted", "commit_under", "parse_events", "router"]
