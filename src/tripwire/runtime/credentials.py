@@ -8,11 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from tripwire.runtime import store
 
 _k, _t, _s = store.api_keys.c, store.tenants.c, store.dashboard_sessions.c
+
+# Built once: the writer runs it on every group commit.
+_LIVE_IDS = (
+    select(_k.id)
+    .join(store.tenants, _t.id == _k.tenant_id)
+    .where(_k.id.in_(bindparam("ids", expanding=True)), _k.revoked.is_(False))
+)
 
 
 def insert_api_key(
@@ -41,12 +48,7 @@ def live_key_ids(conn: Connection, key_ids: set[int]) -> set[int]:
     """Those of ``key_ids`` that are unrevoked keys of existing tenants (one read for a group)."""
     if not key_ids:
         return set()
-    q = (
-        select(_k.id)
-        .join(store.tenants, _t.id == _k.tenant_id)
-        .where(_k.id.in_(sorted(key_ids)), _k.revoked.is_(False))
-    )
-    return {int(r.id) for r in conn.execute(q)}
+    return {int(r.id) for r in conn.execute(_LIVE_IDS, {"ids": sorted(key_ids)})}
 
 
 def list_keys(conn: Connection) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import Connection, Row, bindparam, func, select, text, update
 
 from tripwire.runtime import store
 
@@ -27,6 +27,22 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 _ev, _al, _au = store.events.c, store.alerts.c, store.audit_queue.c
 _mh, _ds, _fp = store.monitor_health.c, store.drift_state.c, store.monitor_fingerprints.c
+_ts = store.tenant_state.c
+
+# The writer's statements on every group commit, built once with bound parameters: building a
+# statement per call (and generating its cache key) cost about as much Python as running it on
+# SQLite (py-spy under bench/serve.py).
+_BY_KEY = select(store.events).where(
+    _ev.tenant_id == bindparam("w_tenant"),
+    _ev.idempotency_key.in_(bindparam("w_keys", expanding=True)),
+)
+_AUDITED = select(_au.event_id).where(
+    _au.tenant_id == bindparam("w_tenant"), _au.event_id.in_(bindparam("w_ids", expanding=True))
+)
+_INSERT_EVENTS = store.events.insert().returning(_ev.id, sort_by_parameter_order=True)
+_STATE = select(store.tenant_state).where(_ts.tenant_id == bindparam("w_tenant"))
+_STATE_LOCKED = _STATE.with_for_update()
+_SAVE_STATE = update(store.tenant_state).where(_ts.tenant_id == bindparam("w_tenant"))
 
 
 def _dicts(conn: Connection, q: Any) -> list[dict[str, Any]]:
@@ -79,19 +95,18 @@ def events_by_key(
 ) -> tuple[dict[str, AnyRow], set[int]]:
     """A tenant's stored events with these idempotency keys (by key), and which of them went to
     the audit queue (their ids)."""
-    q = select(store.events).where(_ev.tenant_id == tenant_id, _ev.idempotency_key.in_(keys))
-    rows = {str(r.idempotency_key): r for r in conn.execute(q)}
+    found = conn.execute(_BY_KEY, {"w_tenant": tenant_id, "w_keys": list(keys)})
+    rows = {str(r.idempotency_key): r for r in found}
     if not rows:
         return {}, set()
     ids = [r.id for r in rows.values()]
-    aq = select(_au.event_id).where(_au.tenant_id == tenant_id, _au.event_id.in_(ids))
-    return rows, {int(i) for i in conn.execute(aq).scalars()}
+    audited = conn.execute(_AUDITED, {"w_tenant": tenant_id, "w_ids": ids}).scalars()
+    return rows, {int(i) for i in audited}
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (see :func:`event_row`); their ids, in the order given."""
-    stmt = store.events.insert().returning(_ev.id, sort_by_parameter_order=True)
-    return list(conn.execute(stmt, rows).scalars().all())
+    return list(conn.execute(_INSERT_EVENTS, rows).scalars().all())
 
 
 def list_events(
@@ -313,7 +328,6 @@ def save_monitor_health(
 
 
 # -- tenant state (the writer's) ----------------------------------------------------------------
-_ts = store.tenant_state.c
 
 
 def ensure_tenant_state(conn: Connection, tenant_id: int, now: datetime) -> None:
@@ -345,10 +359,8 @@ def ensure_tenant_state(conn: Connection, tenant_id: int, now: datetime) -> None
 def lock_tenant_state(conn: Connection, tenant_id: int) -> AnyRow:
     """The tenant's state row, locked until the transaction ends (``FOR UPDATE`` on PostgreSQL;
     SQLite has one writer at a time anyway)."""
-    q = select(store.tenant_state).where(_ts.tenant_id == tenant_id)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    return conn.execute(q).one()
+    q = _STATE_LOCKED if conn.dialect.name == "postgresql" else _STATE
+    return conn.execute(q, {"w_tenant": tenant_id}).one()
 
 
 def tenant_state(conn: Connection, tenant_id: int) -> AnyRow | None:
@@ -362,7 +374,7 @@ def tenant_states(conn: Connection) -> list[AnyRow]:
 
 
 def save_tenant_state(conn: Connection, tenant_id: int, values: dict[str, Any]) -> None:
-    conn.execute(update(store.tenant_state).where(_ts.tenant_id == tenant_id).values(**values))
+    conn.execute(_SAVE_STATE, {"w_tenant": tenant_id, **values})
 
 
 def last_scores(conn: Connection, tenant_id: int, limit: int) -> list[float]:
