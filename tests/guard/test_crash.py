@@ -114,13 +114,19 @@ def test_kill_9_mid_stream_leaves_no_half_answer_and_no_changed_file(
     assert _snapshot(work) == before
 
 
-def test_kill_9_during_calibrate_leaves_the_sidecar_as_it_was(owned: dict[str, Any]) -> None:
+def test_kill_9_during_calibrate_leaves_the_sidecar_as_it_was(
+    owned: dict[str, Any], tmp_path: Path
+) -> None:
     work: Path = owned["work"]
     sidecar = sidecar_path(work / "planted")
     before = _snapshot(work)
+    # Six times the fixture's traffic: killed at 0.6x of the fixture's whole calibration, the
+    # process is past loading and still answering, however fast this machine is at the moment.
+    longer = tmp_path / "honest-x6.jsonl"
+    longer.write_text((work / "honest.jsonl").read_text() * 6)
     proc = subprocess.Popen(
         [*CLI, "calibrate", "--model", str(work / "model"), "--detector",
-         f"{work / 'planted'}:{LAYER}", "--traffic", str(work / "honest.jsonl"),
+         f"{work / 'planted'}:{LAYER}", "--traffic", str(longer),
          "--budget", "0.2", "--max-tokens", "6", "--json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
     )  # fmt: skip
