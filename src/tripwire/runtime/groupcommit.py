@@ -13,8 +13,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from tripwire.runtime import queries
+from tripwire.runtime import credentials, queries
 from tripwire.runtime.alerts import Alert
+from tripwire.runtime.errors import KeyRefused
 from tripwire.runtime.events import Event
 from tripwire.runtime.pipeline import Pipeline, Processed
 
@@ -132,4 +133,30 @@ def save_health(conn: Connection, tenant: int, p: Pipeline, now: datetime) -> No
         queries.save_monitor_health(conn, tenant, name, vals)
 
 
-__all__ = ["Job", "Part", "Stored", "insert", "replay", "save_health", "stored", "unreachable"]
+def live(conn: Connection, jobs: list[Job]) -> list[Job]:
+    """The jobs whose API key (when they carry one) is still live; the others fail with
+    :class:`KeyRefused` and store nothing. One read for the whole group."""
+    ids = {j.key_id for j in jobs if j.key_id is not None}
+    if not ids:
+        return jobs
+    alive = credentials.live_key_ids(conn, ids)
+    keep = []
+    for j in jobs:
+        if j.key_id is None or j.key_id in alive:
+            keep.append(j)
+        else:
+            j.future.set_exception(KeyRefused("invalid or revoked API key"))
+    return keep
+
+
+__all__ = [
+    "Job",
+    "Part",
+    "Stored",
+    "insert",
+    "live",
+    "replay",
+    "save_health",
+    "stored",
+    "unreachable",
+]

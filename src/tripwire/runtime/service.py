@@ -25,7 +25,7 @@ once taken, a request is committed and answered even when nobody waits any more.
 A request may carry the id of the API key it came with (the ingest routes check keys against an
 in-process cache, :class:`~tripwire.runtime.keys.Keys`): the group's transaction confirms those
 keys are still live in one read, and a request whose key was revoked, or whose tenant was
-deleted, in the meantime fails with :class:`KeyRefused` and stores nothing.
+deleted, in the meantime fails with :class:`~tripwire.runtime.errors.KeyRefused` and stores nothing.
 """
 
 from __future__ import annotations
@@ -45,16 +45,17 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DataError
 
-from tripwire.runtime import credentials, queries, store
+from tripwire.runtime import queries, store
 from tripwire.runtime.alerts import Alert
 from tripwire.runtime.drift import AgentDrift, Alarm
-from tripwire.runtime.errors import ApiError, KeyRefused, StoreRejected, StoreUnavailable
+from tripwire.runtime.errors import ApiError, StoreRejected, StoreUnavailable
 from tripwire.runtime.events import Event, evaluation_values
 from tripwire.runtime.groupcommit import (
     Job,
     Part,
     Stored,
     insert,
+    live,
     replay,
     stored,
     unreachable,
@@ -324,7 +325,7 @@ class Service:
                     self._has_state.add(t)
                     before[t] = int(row.last_event_id)
                     self._sync(conn, t, row)
-                jobs = self._live(conn, jobs)
+                jobs = live(conn, jobs)
                 found = stored(conn, jobs)
                 parts: list[Part] = []
                 for j in jobs:
@@ -352,22 +353,6 @@ class Service:
             if not pt.job.future.done():
                 pt.job.future.set_result(pt.answer())
         return [pt for pt in fresh if pt.ids]
-
-    @staticmethod
-    def _live(conn: Connection, jobs: list[Job]) -> list[Job]:
-        """The jobs whose API key (when they carry one) is still live; the others fail with
-        :class:`KeyRefused` and store nothing. One read for the whole group."""
-        ids = {j.key_id for j in jobs if j.key_id is not None}
-        if not ids:
-            return jobs
-        live = credentials.live_key_ids(conn, ids)
-        keep = []
-        for j in jobs:
-            if j.key_id is None or j.key_id in live:
-                keep.append(j)
-            else:
-                j.future.set_exception(KeyRefused("invalid or revoked API key"))
-        return keep
 
     def _sync(self, conn: Connection, tenant: int, row: Any) -> None:
         """Hook the tenant's pipeline to this transaction and, when the committed state is not
